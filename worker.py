@@ -1,0 +1,86 @@
+"""The tenantflow worker: every workflow and activity, registered explicitly.
+
+Run with ``python worker.py`` (settings from ``TENANTFLOW_*``). It can be killed at any time:
+a new worker picks the runs up where Temporal left them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deps import Deps
+from activities.graph import GraphActivities
+from activities.keys import KeyActivities
+from activities.project import ProjectActivities
+from activities.services import ServiceActivities
+from activities.tenant_postgres import TenantPostgresActivities
+from activities.verify import VerifyActivities
+from tenantflow.settings import Settings, get_settings
+from tenantflow.temporal import connect
+from workflows.project import ProvisionProjectWorkflow
+from workflows.user import ProvisionUserWorkflow
+
+WORKFLOWS: list[type] = [ProvisionProjectWorkflow, ProvisionUserWorkflow]
+
+
+def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
+    """Every activity, bound to this worker's dependencies."""
+    project = ProjectActivities(deps)
+    tenant_pg = TenantPostgresActivities(deps)
+    graph = GraphActivities(deps)
+    keys = KeyActivities(deps)
+    services = ServiceActivities(deps)
+    verify = VerifyActivities(deps)
+    return [
+        project.begin_provisioning,
+        project.set_project_status,
+        project.mark_step,
+        tenant_pg.create_tenant_database,
+        tenant_pg.create_tenant_schema,
+        graph.create_graph_database,
+        graph.wait_graph_database_online,
+        keys.generate_api_keys,
+        services.register_auth_service,
+        services.register_realtime_service,
+        services.register_storage_service,
+        verify.verify_services,
+    ]
+
+
+def build_worker(client: Client, settings: Settings, deps: Deps, **options: Any) -> Worker:
+    """The worker for ``settings.task_queue``; ``options`` go to ``Worker`` (tests use them)."""
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(deps),
+        **{"max_concurrent_activities": 50, **options},
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    settings = get_settings()
+    deps = Deps.from_settings(settings)
+    client = await connect(settings)
+    worker = build_worker(client, settings, deps)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        logging.info("worker polling task queue %r on %s", settings.task_queue,
+                     settings.temporal_address)
+        await stop.wait()
+    await deps.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
