@@ -10,8 +10,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantflow.models import Project, ProjectStatus, ProvisioningStep, StepStatus, utcnow
@@ -188,7 +188,7 @@ class Store:
                     status=StepStatus.FAILED,
                     completed_at=func.coalesce(S.c.completed_at, utcnow()),
                     error_message=case((already, S.c.error_message), else_=message),
-                    error_details=case((already, S.c.error_details), else_=details),
+                    error_details=case((already, S.c.error_details), else_=literal(details, JSONB)),
                 )
             )
 
