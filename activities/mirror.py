@@ -27,8 +27,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from tenantflow.contracts import StepInput, StepResult
-from tenantflow.errors import PermanentError, TenantflowError
-from tenantflow.models import StepStatus
+from tenantflow.errors import NotReady, PermanentError, TenantflowError
+from tenantflow.models import Project, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,13 @@ class StepActivities:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+
+    async def load_project(self, input: StepInput) -> Project:
+        """The step's tenant row; ``NotReady`` (non-retryable) if the mirror has no such project."""
+        project = await self.deps.store.get_project(uuid.UUID(input.project_id))
+        if project is None:
+            raise NotReady(f"project {input.project_id} does not exist in the mirror")
+        return project
 
 
 Body = Callable[[Any, StepInput], Awaitable[StepResult | None]]

@@ -9,6 +9,7 @@ the step mechanism (``activities.mirror``) turns them into Temporal ``Applicatio
     │   ├── InvalidName         a name that would end up in SQL, Cypher or a URL is not acceptable
     │   ├── ConfigurationError  settings missing or contradictory for this step
     │   ├── ServiceRejected     an external API answered 4xx
+    │   ├── DatabaseRejected    Postgres refused a statement (privilege, syntax, ...): has sqlstate
     │   ├── GraphDatabaseFailed the graph server reports the database as failed (e.g. quarantined)
     │   ├── VerificationFailed  a provisioned resource is not what it should be
     │   └── NotReady            the tenant's resource exists but is not usable yet (client factories)
@@ -45,6 +46,10 @@ class ConfigurationError(PermanentError):
 
 
 class ServiceRejected(PermanentError):
+    pass
+
+
+class DatabaseRejected(PermanentError):
     pass
 
 
