@@ -108,6 +108,8 @@ class Settings(BaseSettings):
 
     # Workflow timing (made small in tests)
     step_retry_initial_interval_seconds: float = Field(default=1.0, gt=0)
+    # Steps heartbeat automatically; a worker that dies mid-step is noticed after this long.
+    step_heartbeat_timeout_seconds: float = Field(default=15.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -134,3 +136,15 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Settings from the environment, read once per process."""
     return Settings()  # type: ignore[call-arg]
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The ``TENANTFLOW_*`` environment that reproduces ``settings`` in a child process."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"{prefix}{name}".upper()] = str(value.value if isinstance(value, StrEnum) else value)
+    return env

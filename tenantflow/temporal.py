@@ -41,6 +41,7 @@ async def start_provisioning(client: Client, settings: Settings, project: Projec
             project_id=str(project.id),
             tenant_id=project.name,
             retry_initial_interval_seconds=settings.step_retry_initial_interval_seconds,
+            heartbeat_timeout_seconds=settings.step_heartbeat_timeout_seconds,
         ),
         id=project.workflow_id,
         task_queue=settings.task_queue,

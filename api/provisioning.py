@@ -1,0 +1,69 @@
+"""Creating a tenant and making sure its provisioning run exists: shared by the project API and
+the signup webhook, so both get the same idempotency.
+
+``Store.create_project`` returns the existing row for a repeated name / idempotency key / user;
+``ensure_run`` then starts the run or attaches to it (``tenantflow.temporal.start_provisioning``
+uses the USE_EXISTING conflict policy), which also heals a request that crashed between the insert
+and the start.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import HTTPException, status
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from tenantflow.models import Project
+from tenantflow.settings import Settings
+from tenantflow.store import Created, Store
+from tenantflow.temporal import start_provisioning
+
+
+async def create_tenant(
+    store: Store,
+    client: Client,
+    settings: Settings,
+    *,
+    name: str,
+    kind: str,
+    steps: list[str],
+    idempotency_key: str | None = None,
+    external_user_id: uuid.UUID | None = None,
+) -> Created:
+    """Create the tenant (or find the one this request repeats) and make sure its run exists.
+
+    Raises:
+        HTTPException: 409 when the name, key or user already belongs to a different tenant.
+    """
+    created = await store.create_project(
+        name=name, kind=kind, steps=steps, idempotency_key=idempotency_key,
+        external_user_id=external_user_id,
+    )
+    if not created.created:
+        _check_repeat(created.project, name=name, kind=kind, external_user_id=external_user_id)
+    await ensure_run(client, settings, created.project)
+    return created
+
+
+def _check_repeat(existing: Project, *, name: str, kind: str, external_user_id: uuid.UUID | None) -> None:
+    """A found row must be the tenant the request asked for, not one that merely shares a key."""
+    if existing.name != name:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"this Idempotency-Key was already used to create project {existing.name!r}; "
+            "use a new key for a different project",
+        )
+    if existing.kind != kind or existing.external_user_id != external_user_id:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the name {name!r} is taken by another tenant")
+
+
+async def ensure_run(client: Client, settings: Settings, project: Project) -> None:
+    """Start the project's provisioning run unless it exists; a finished run counts as existing."""
+    try:
+        await start_provisioning(client, settings, project)
+    except WorkflowAlreadyStartedError:
+        # Running runs are attached to (USE_EXISTING); this is only raised for a closed run,
+        # which the reuse policy rightly refuses to start again.
+        pass

@@ -1,0 +1,225 @@
+"""Request and response bodies of the API.
+
+Responses are built from mirror rows by the ``from_*`` constructors here, and only from the
+fields listed: no model has a password or key field, so no secret can leak through one.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from tenantflow.errors import InvalidName
+from tenantflow.models import Project, ProjectKind, ProjectStatus, ProvisioningStep
+from tenantflow.names import PROJECT_NAME_RULE, validate_project_name
+from workflows.steps import PROJECT_STEP_NAMES, USER_STEP_NAMES
+
+# Per-user tenants are named ``u-<32 hex>`` (names.user_project_name); the project API may not
+# take such a name, or a project could squat on a future user's tenant.
+USER_TENANT_NAME_RE = re.compile(r"^u-[0-9a-f]{32}$")
+
+
+# ------------------------------------------------------------------------------------ requests
+class ProjectCreate(BaseModel):
+    """Body of ``POST /v1/projects``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description=f"Project name: {PROJECT_NAME_RULE}.", examples=["acme-prod"])
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        try:
+            validate_project_name(name)
+        except InvalidName as exc:
+            # The message goes in as context, so braces in the name are not format fields.
+            raise PydanticCustomError("invalid_project_name", "{reason}", {"reason": exc.message}) from None
+        if USER_TENANT_NAME_RE.fullmatch(name):
+            raise PydanticCustomError(
+                "invalid_project_name",
+                "invalid project name {name}: 'u-' + 32 hex digits is reserved for per-user tenants",
+                {"name": repr(name)},
+            )
+        return name
+
+
+class RetryCreate(BaseModel):
+    """Optional body of ``POST /v1/projects/{id}/retry``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500, description="Why the step is retried (logged).")
+
+
+class SignupEvent(BaseModel):
+    """The auth service's database webhook for a row change in ``auth.users``.
+
+    Only ``record.id`` is used; the rest of the record (the email...) is neither stored nor echoed.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: str = Field(examples=["INSERT"])
+    table: str = Field(examples=["users"])
+    db_schema: str = Field(alias="schema", examples=["auth"])
+    record: dict[str, Any] | None = Field(default=None, examples=[{"id": str(uuid.UUID(int=1))}])
+    old_record: dict[str, Any] | None = None
+
+    def ignore_reason(self) -> str | None:
+        """Why this event does not create a user tenant, or None if it does."""
+        if (self.type, self.db_schema, self.table) != ("INSERT", "auth", "users"):
+            return f"only INSERT on auth.users is handled, not {self.type} on {self.db_schema}.{self.table}"
+        return None
+
+    def user_id(self) -> uuid.UUID | None:
+        """The new user's id, or None when ``record.id`` is missing or not a UUID."""
+        raw = (self.record or {}).get("id")
+        try:
+            return uuid.UUID(raw) if isinstance(raw, str) else None
+        except ValueError:
+            return None
+
+
+# ----------------------------------------------------------------------------------- responses
+class StepOut(BaseModel):
+    name: str
+    status: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    retry_count: int
+    error_message: str | None
+    error_details: dict[str, Any] | None
+
+    @classmethod
+    def from_rows(cls, kind: str, rows: Iterable[ProvisioningStep]) -> list[StepOut]:
+        """Steps in the catalog's order for the tenant's kind (unknown steps last)."""
+        catalog = USER_STEP_NAMES if kind == ProjectKind.USER else PROJECT_STEP_NAMES
+        rank = {name: i for i, name in enumerate(catalog)}
+        ordered = sorted(rows, key=lambda r: (rank.get(r.step_name, len(rank)), r.created_at, r.step_name))
+        return [
+            cls(
+                name=r.step_name, status=r.status, started_at=r.started_at, completed_at=r.completed_at,
+                retry_count=r.retry_count, error_message=r.error_message, error_details=r.error_details,
+            )
+            for r in ordered
+        ]
+
+
+class GraphInfo(BaseModel):
+    """How to reach the tenant's graph database. The password is never part of it."""
+
+    backend: str | None
+    mode: str | None
+    database: str | None
+    status: str | None
+    uri: str | None
+    http_uri: str | None
+    username: str | None
+
+    @classmethod
+    def from_project(cls, p: Project) -> GraphInfo | None:
+        if p.graph_backend is None and p.graph_database is None:
+            return None
+        return cls(
+            backend=p.graph_backend, mode=p.graph_mode, database=p.graph_database, status=p.graph_status,
+            uri=p.graph_uri, http_uri=p.graph_http_uri, username=p.graph_username,
+        )
+
+
+class ProjectSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: str
+    status: str
+    workflow_id: str = Field(description="The Temporal workflow id of the tenant's provisioning run.")
+    graph: GraphInfo | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_project(cls, p: Project) -> ProjectSummary:
+        return cls(
+            id=p.id, name=p.name, kind=p.kind, status=p.status, workflow_id=p.workflow_id,
+            graph=GraphInfo.from_project(p), created_at=p.created_at, updated_at=p.updated_at,
+        )
+
+
+class ProjectDetail(ProjectSummary):
+    steps: list[StepOut]
+
+    @classmethod
+    def from_rows(cls, p: Project, steps: Iterable[ProvisioningStep]) -> ProjectDetail:
+        return cls(**ProjectSummary.from_project(p).model_dump(), steps=StepOut.from_rows(p.kind, steps))
+
+
+class ProjectPage(BaseModel):
+    items: list[ProjectSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class StepsOut(BaseModel):
+    project_id: uuid.UUID
+    status: str
+    steps: list[StepOut]
+
+
+class RetryAccepted(BaseModel):
+    retrying_step: str
+
+
+UserState = Literal["pending", "ready", "failed"]
+
+
+class UserStatus(BaseModel):
+    """A per-user tenant as the signed-up user's client sees it."""
+
+    user_id: uuid.UUID
+    project_id: uuid.UUID
+    status: UserState
+    steps: list[StepOut]
+    graph: GraphInfo | None
+
+    @classmethod
+    def from_rows(cls, p: Project, steps: Iterable[ProvisioningStep]) -> UserStatus:
+        assert p.external_user_id is not None
+        state: UserState = (
+            "ready" if p.status == ProjectStatus.ONLINE
+            else "failed" if p.status == ProjectStatus.FAILED
+            else "pending"
+        )
+        return cls(
+            user_id=p.external_user_id, project_id=p.id, status=state,
+            steps=StepOut.from_rows(p.kind, steps), graph=GraphInfo.from_project(p),
+        )
+
+
+class SignupAccepted(BaseModel):
+    user_id: uuid.UUID
+    project_id: uuid.UUID
+    workflow_id: str
+    created: bool = Field(description="False when this delivery repeated an earlier one.")
+
+
+class WebhookIgnored(BaseModel):
+    ignored: Literal[True] = True
+    reason: str
+
+
+class WebhookHealth(BaseModel):
+    status: Literal["ok"] = "ok"
+    webhook: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: str
+    temporal: str

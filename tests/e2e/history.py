@@ -1,0 +1,44 @@
+"""Reading a workflow's whole history as text, payloads decoded, to search it for secrets."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+async def history_text(handle: WorkflowHandle) -> str:
+    """Every string in the history, plus the base64-decoded form of each (payloads are base64)."""
+    history = await handle.fetch_history()
+    out: list[str] = []
+    for s in _strings(json.loads(history.to_json())):
+        out.append(s)
+        try:
+            out.append(base64.b64decode(s, validate=True).decode("utf-8", "replace"))
+        except (binascii.Error, ValueError):
+            pass
+    return "\n".join(out)
+
+
+async def activity_schedules(handle: WorkflowHandle) -> dict[str, int]:
+    """How many times each activity type was scheduled (attempts within one schedule are not
+    counted here: they are in the step row's retry_count)."""
+    counts: dict[str, int] = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            counts[name] = counts.get(name, 0) + 1
+    return counts

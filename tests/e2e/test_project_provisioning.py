@@ -1,0 +1,242 @@
+"""A project from POST to online on the real worker, Temporal dev server and Postgres: the step
+rows, the tenant database, a failed run resumed by the retry signal, a worker killed mid-step,
+and secrets kept out of the history and the API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from temporalio.client import Client
+
+from activities.deps import Deps
+from activities.tenant_postgres import MIGRATION_LOCK_KEY
+from devstack.postgres import PostgresServer
+from tenantflow.names import tenant_db_name, tenant_role_name
+from tenantflow.settings import Settings, to_env
+from tests.api.conftest import AUTH, open_api
+from tests.conftest import ROOT, eventually
+from tests.e2e.history import activity_schedules, history_text
+from workflows.project import ProvisionProjectWorkflow
+from workflows.steps import PROJECT_STEP_NAMES
+
+SECRET_KINDS = ("tenant_db_password", "jwt_secret", "anon_key", "service_role_key")
+
+
+async def wait_status(api: httpx.AsyncClient, pid: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        body = (await api.get(f"/v1/projects/{pid}")).json()
+        return body if body["status"] == status else None
+
+    return await eventually(check, timeout=timeout, interval=0.2)
+
+
+def steps_by_name(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in body["steps"]}
+
+
+async def test_post_to_online_creates_a_tenant_database_the_tenant_can_use(
+    make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    temporal_client: Client,
+) -> None:
+    settings = make_settings()
+    name = tenant_name()
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        started = time.monotonic()
+        created = await api.post("/v1/projects", json={"name": name})
+        assert created.status_code == 202, created.text
+        pid = created.json()["id"]
+        body = await wait_status(api, pid, "online")
+        elapsed = time.monotonic() - started
+
+    steps = steps_by_name(body)
+    assert [s["name"] for s in body["steps"]] == PROJECT_STEP_NAMES
+    for step in ("create_tenant_database", "create_tenant_schema", "generate_api_keys", "verify_services"):
+        assert steps[step]["status"] == "success", steps[step]
+        assert steps[step]["started_at"] and steps[step]["completed_at"]
+    # Nothing configured for graph and services here: honest skips, with the reason.
+    for step in ("create_graph_database", "register_auth_service"):
+        assert steps[step]["status"] == "skipped"
+        assert steps[step]["error_details"]["skipped"]
+    print(f"POST -> online with Postgres steps only: {elapsed:.2f}s")
+
+    deps = Deps.from_settings(settings)
+    try:
+        password = await deps.credentials.get(uuid.UUID(pid), "tenant_db_password")
+    finally:
+        await deps.aclose()
+    dsn = pg.url(tenant_db_name(name), user=tenant_role_name(name), password=password)
+    with psycopg.connect(dsn) as conn:
+        version = conn.execute("SELECT max(version) FROM tenantflow.tenantflow_migrations").fetchone()
+        assert version is not None and version[0] >= 1
+        conn.execute("SELECT count(*) FROM app.documents")
+
+    # One run per tenant, findable by its TenantId search attribute.
+    async def runs() -> list[Any]:
+        return [w async for w in temporal_client.list_workflows(f'TenantId="{name}"')]
+
+    assert len(await eventually(runs)) == 1
+
+
+async def test_failed_run_waits_then_retry_signal_resumes_at_the_failed_step(
+    make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    temporal_client: Client,
+) -> None:
+    # The fault: a schema migration collides with a table the tenant database already has.
+    name = tenant_name()
+    settings = make_settings(step_heartbeat_timeout_seconds=5)
+    pg.create_database(tenant_db_name(name))
+    with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute("CREATE TABLE app.organizations (x int)")
+
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        body = await wait_status(api, pid, "failed")
+        steps = steps_by_name(body)
+        assert steps["create_tenant_database"]["status"] == "success"
+        failed = steps["create_tenant_schema"]
+        assert failed["status"] == "failed"
+        assert failed["error_message"] and failed["error_details"]["retryable"] is False
+        assert failed["error_details"].get("sqlstate") == "42P06"  # duplicate_schema
+        assert steps["generate_api_keys"]["status"] == "pending"
+        handle = temporal_client.get_workflow_handle(body["workflow_id"])
+        assert (await handle.describe()).status.name == "RUNNING"  # type: ignore[union-attr]
+        first_db_step = steps["create_tenant_database"]
+
+        # Nothing to retry on a different, healthy step: the API refuses with a reason.
+        with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA app CASCADE")
+        await handle.signal(ProvisionProjectWorkflow.retry, {"reason": "fixed", "requested_by": "test"})
+        body = await wait_status(api, pid, "online")
+
+    steps = steps_by_name(body)
+    assert steps["create_tenant_schema"]["status"] == "success"
+    assert steps["create_tenant_database"]["started_at"] == first_db_step["started_at"]
+    scheduled = await activity_schedules(handle)
+    assert scheduled["create_tenant_database"] == 1  # not run again
+    assert scheduled["create_tenant_schema"] == 2  # the failed attempt and the retry
+    assert scheduled["generate_api_keys"] == 1
+
+
+async def test_api_retry_answers_409_when_nothing_failed_and_202_when_something_did(
+    make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+) -> None:
+    name = tenant_name()
+    settings = make_settings()
+    pg.create_database(tenant_db_name(name))
+    with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute("CREATE TABLE app.organizations (x int)")
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        await wait_status(api, pid, "failed")
+        with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA app CASCADE")
+        retried = await api.post(f"/v1/projects/{pid}/retry", json={"reason": "schema clash removed"})
+        assert retried.status_code == 202, retried.text
+        assert "create_tenant_schema" in retried.text
+        await wait_status(api, pid, "online")
+        again = await api.post(f"/v1/projects/{pid}/retry", json={})
+        assert again.status_code == 409
+        assert again.json()["detail"]
+
+
+def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **to_env(settings)}
+    return subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_worker_killed_mid_step_a_new_worker_finishes_the_run(
+    make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    temporal_client: Client,
+) -> None:
+    name = tenant_name()
+    settings = make_settings(step_heartbeat_timeout_seconds=2)
+    # Hold the tenant's migration lock so create_tenant_schema blocks mid-step.
+    pg.create_database(tenant_db_name(name))
+    blocker = await psycopg.AsyncConnection.connect(pg.url(tenant_db_name(name)), autocommit=True)
+    await blocker.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    doomed = _spawn_worker(settings)
+    try:
+        async with open_api(settings, headers=AUTH) as api:
+            pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+
+            async def schema_running() -> bool:
+                body = (await api.get(f"/v1/projects/{pid}")).json()
+                return steps_by_name(body)["create_tenant_schema"]["status"] == "running"
+
+            await eventually(schema_running, timeout=60)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+            await blocker.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+            async with run_worker(settings):
+                body = await wait_status(api, pid, "online", timeout=90)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+        await blocker.close()
+
+    steps = steps_by_name(body)
+    assert steps["create_tenant_schema"]["status"] == "success"
+    assert steps["create_tenant_schema"]["retry_count"] >= 1  # the attempt lost with the worker
+    with psycopg.connect(pg.url()) as conn:
+        dbs = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                           (tenant_db_name(name),)).fetchone()
+    assert dbs == (1,)
+    handle = temporal_client.get_workflow_handle(body["workflow_id"])
+    assert (await activity_schedules(handle))["create_tenant_database"] == 1
+
+
+async def test_secrets_never_reach_history_or_api_responses(
+    make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, temporal_client: Client,
+) -> None:
+    settings = make_settings()
+    name = tenant_name()
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        body = await wait_status(api, pid, "online")
+        responses = [
+            (await api.get(path)).text
+            for path in (f"/v1/projects/{pid}", f"/v1/projects/{pid}/steps", "/v1/projects?limit=100")
+        ]
+    deps = Deps.from_settings(settings)
+    try:
+        secrets = [await deps.credentials.get(uuid.UUID(pid), kind) for kind in SECRET_KINDS]
+    finally:
+        await deps.aclose()
+    history = await history_text(temporal_client.get_workflow_handle(body["workflow_id"]))
+    assert "create_tenant_database" in history  # the search does see the history
+    for secret in secrets:
+        assert len(secret) >= 16
+        assert secret not in history
+        for text in responses:
+            assert secret not in text
+
+
+@pytest.mark.parametrize("count", [25])
+async def test_concurrent_posts_make_one_project(
+    make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, temporal_client: Client,
+    count: int,
+) -> None:
+    settings = make_settings()
+    name = tenant_name()
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        answers = await asyncio.gather(*[
+            api.post("/v1/projects", json={"name": name}, headers={"Idempotency-Key": f"k-{name}"})
+            for _ in range(count)
+        ])
+        assert {a.status_code for a in answers} <= {200, 202}
+        assert len({a.json()["id"] for a in answers}) == 1
+        await wait_status(api, answers[0].json()["id"], "online")
