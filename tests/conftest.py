@@ -145,3 +145,17 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interva
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def arcadedb(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real ArcadeDB server (Bolt + HTTP) on free ports, started once per session."""
+    from devstack.arcadedb import ArcadeDBServer
+
+    server = ArcadeDBServer(
+        tmp_path_factory.mktemp("arcadedb"), http_port=free_port(), bolt_port=free_port(),
+        password=secrets.token_urlsafe(12), heap="512m",
+    )
+    server.start()
+    yield server
+    server.stop()

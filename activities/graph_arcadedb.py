@@ -1,0 +1,171 @@
+"""ArcadeDB as a graph backend: one ArcadeDB database per tenant, used over Bolt.
+
+Isolation is per database: each tenant gets its own database, named
+``arcadedb_database_name(project.name)`` (``tf-<name>``), and its client is bound to it. ArcadeDB
+has a single server account here, ``root`` (``arcadedb_user``); the tenant's row records that
+user and the credential store holds the server password under the tenant's ``GRAPH_PASSWORD``
+reference, so the client factory treats ArcadeDB tenants like any other. A rotated root password
+is picked up by re-running ``create_graph_database`` (it re-stores the password).
+
+Creating: ``CREATE DATABASE`` over Bolt is a syntax error on ArcadeDB, so the database is created
+with its HTTP API: ``GET /api/v1/databases`` first (it lists every database), then, if missing,
+``POST /api/v1/server {"command": "create database NAME"}`` with basic auth. A 409
+``DatabaseAlreadyExistsException`` (a concurrent or earlier attempt won) counts as success.
+Readiness is then polled over Bolt exactly as for Neo4j
+(``activities.graph_neo4j.wait_database_online``: ``SHOW DATABASES ... WHERE name = $name``).
+
+Names, as measured on ArcadeDB 26.10: the server accepts upper case (kept as given), ``-``, ``.``
+and even spaces, and refuses ``/``; database names become directory names. We use the strict
+subset also valid for Neo4j, without dots: ``[a-z][a-z0-9-]*[a-z0-9]``, 3-63 characters, so the
+name is safe in the HTTP command string (no spaces or quotes) and over Bolt.
+
+HTTP errors become ours in one place, :func:`arcadedb_error`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import neo4j
+
+from activities.deps import Deps
+from activities.graph import verify_with_tenant_client
+from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph_neo4j import wait_database_online
+from tenantflow.errors import (
+    ConfigurationError,
+    InvalidName,
+    ServiceRejected,
+    ServiceUnavailable,
+    TenantflowError,
+)
+from tenantflow.graph_clients import GraphMode, open_driver
+from tenantflow.models import Project
+from tenantflow.names import graph_db_name
+
+BACKEND = "arcadedb"
+ALREADY_EXISTS = "com.arcadedb.server.DatabaseAlreadyExistsException"
+ARCADEDB_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def arcadedb_database_name(project_name: str) -> str:
+    """The tenant's ArcadeDB database name (see the module docstring for the rules)."""
+    name = graph_db_name(project_name)
+    if not ARCADEDB_NAME_RE.fullmatch(name):
+        raise InvalidName(f"invalid ArcadeDB database name {name!r}: [a-z0-9-], letter first, 3-63 chars")
+    return name
+
+
+def arcadedb_error(failure: httpx.Response | httpx.HTTPError, *, operation: str) -> TenantflowError:
+    """The one translation of ArcadeDB HTTP failures: transport errors, 5xx and 429 are outages;
+    401/403 mean our root credentials are wrong; other 4xx are refusals, with ArcadeDB's exception
+    class in ``details["exception"]`` for callers to branch on."""
+    if isinstance(failure, httpx.HTTPError):
+        return ServiceUnavailable(f"ArcadeDB unreachable during {operation}: {type(failure).__name__}",
+                                  details={"service": BACKEND, "operation": operation})
+    status = failure.status_code
+    try:
+        body = failure.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    details: dict[str, Any] = {"service": BACKEND, "operation": operation, "status": status,
+                               "exception": body.get("exception")}
+    detail = body.get("detail") or body.get("error") or ""
+    if status == 429 or status >= 500:
+        return ServiceUnavailable(f"ArcadeDB answered {status} to {operation}: {detail}", details=details)
+    if status in (401, 403):
+        return ConfigurationError(f"ArcadeDB refused the configured credentials ({status})",
+                                  details=details)
+    return ServiceRejected(f"ArcadeDB refused {operation} ({status}): {detail}", details=details)
+
+
+class ArcadeDBGraphBackend:
+    """:class:`activities.graph_backend.GraphBackendImpl` for an ArcadeDB server.
+
+    Args:
+        deps: The worker's dependencies.
+        driver: A Bolt driver to use instead of one opened from settings.
+        http: An HTTP client for the server API instead of one built from settings.
+    """
+
+    def __init__(self, deps: Deps, *, driver: neo4j.AsyncDriver | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self._driver = driver
+        self._http = http
+
+    @property
+    def driver(self) -> neo4j.AsyncDriver:
+        if self._driver is None:
+            s = self.settings
+            self._driver = open_driver(s.arcadedb_bolt_uri, s.arcadedb_user,
+                                       s.arcadedb_password.get_secret_value())
+        return self._driver
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            s = self.settings
+            self._http = httpx.AsyncClient(
+                base_url=s.arcadedb_http_url,
+                auth=(s.arcadedb_user, s.arcadedb_password.get_secret_value()),
+                timeout=s.service_timeout_seconds,
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._driver is not None:
+            await self._driver.close()
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _request(self, method: str, path: str, *, operation: str, **kwargs: Any) -> Any:
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise arcadedb_error(exc, operation=operation) from exc
+        if response.is_error:
+            raise arcadedb_error(response, operation=operation)
+        return response.json()
+
+    async def databases(self) -> list[str]:
+        """Every database on the server."""
+        body = await self._request("GET", "/api/v1/databases", operation="list databases")
+        return [str(name) for name in body.get("result", [])]
+
+    async def create(self, project: Project) -> dict[str, Any]:
+        """Create the tenant's database unless it exists; record it; store the password reference."""
+        database = arcadedb_database_name(project.name)
+        created = database not in await self.databases()
+        if created:
+            try:
+                await self._request("POST", "/api/v1/server", operation="create database",
+                                    json={"command": f"create database {database}"})
+            except ServiceRejected as exc:
+                if exc.details.get("exception") != ALREADY_EXISTS:
+                    raise
+                created = False
+        await self.deps.credentials.put(
+            project.id, GRAPH_PASSWORD, self.settings.arcadedb_password.get_secret_value()
+        )
+        mode = GraphMode.DATABASE_PER_TENANT.value
+        await self.deps.store.update_project(
+            project.id, graph_backend=BACKEND, graph_database=database, graph_mode=mode,
+            graph_uri=self.settings.arcadedb_bolt_uri, graph_username=self.settings.arcadedb_user,
+        )
+        return {"backend": BACKEND, "database": database, "mode": mode,
+                "username": self.settings.arcadedb_user, "created": created}
+
+    async def wait_online(self, project: Project) -> dict[str, Any]:
+        """Poll ``SHOW DATABASES`` over Bolt until the tenant's database is online."""
+        database = project.graph_database or arcadedb_database_name(project.name)
+        polled = await wait_database_online(self.driver, database, self.settings)
+        return {"backend": BACKEND, "mode": project.graph_mode, **polled}
+
+    async def verify(self, project: Project) -> dict[str, Any]:
+        """The tenant's client reaches its database."""
+        return await verify_with_tenant_client(self.deps, project)

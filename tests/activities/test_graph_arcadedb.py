@@ -1,0 +1,259 @@
+"""The graph steps against a real ArcadeDB server (HTTP API + Bolt plugin), no mocks.
+
+ArcadeDB backend: database per tenant, created over HTTP, readiness over Bolt. Neo4j backend
+pointed at the same Bolt port: ArcadeDB reports itself ``community``, so the tenant gets the
+community fallback (shared default database, per-tenant label).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.deps import Deps
+from activities.graph import GraphActivities, verify_graph
+from activities.graph_arcadedb import arcadedb_database_name
+from activities.graph_backend import GRAPH_PASSWORD
+from devstack.arcadedb import ArcadeDBServer
+from devstack.ports import free_port
+from tenantflow.contracts import StepInput, StepResult
+from tenantflow.errors import InvalidName, PermanentError
+from tenantflow.graph_clients import GraphClient, graph_client_for, open_driver, run_cypher
+from tenantflow.models import Project
+from tenantflow.settings import Settings
+from workflows.steps import PROJECT_STEP_NAMES
+
+
+@pytest.fixture
+def arcade_settings(
+    make_settings: Callable[..., Settings], arcadedb: ArcadeDBServer
+) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = dict(
+            graph_backend="arcadedb", arcadedb_http_url=arcadedb.http_url,
+            arcadedb_bolt_uri=arcadedb.bolt_uri, arcadedb_password=arcadedb.password,
+        )
+        return make_settings(**{**values, **overrides})
+
+    return make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def deps(arcade_settings: Callable[..., Settings]) -> AsyncIterator[Deps]:
+    d = Deps.from_settings(arcade_settings())
+    yield d
+    await d.aclose()
+
+
+@pytest.fixture
+def env() -> Iterator[ActivityEnvironment]:
+    yield ActivityEnvironment()
+
+
+def tenant_graph(
+    deps: Deps, project_id: uuid.UUID, *, http: bool = False
+) -> contextlib.AbstractAsyncContextManager[GraphClient]:
+    return graph_client_for(project_id, store=deps.store, credentials=deps.credentials, http=http)
+
+
+async def new_project(deps: Deps, tenant_name: Callable[[], str]) -> Project:
+    created = await deps.store.create_project(name=tenant_name(), kind="project", steps=PROJECT_STEP_NAMES)
+    return created.project
+
+
+async def create(env: ActivityEnvironment, deps: Deps, project: Project) -> StepResult:
+    return await env.run(GraphActivities(deps).create_graph_database, StepInput(str(project.id)))
+
+
+async def wait(env: ActivityEnvironment, deps: Deps, project: Project) -> StepResult:
+    return await env.run(GraphActivities(deps).wait_graph_database_online, StepInput(str(project.id)))
+
+
+async def provision(env: ActivityEnvironment, deps: Deps, project: Project) -> Project:
+    await create(env, deps, project)
+    await wait(env, deps, project)
+    found = await deps.store.get_project(project.id)
+    assert found is not None
+    return found
+
+
+def server_databases(server: ArcadeDBServer) -> list[str]:
+    response = httpx.get(f"{server.http_url}/api/v1/databases", auth=(server.user, server.password))
+    response.raise_for_status()
+    return list(response.json()["result"])
+
+
+# ---------------------------------------------------------------------------- ArcadeDB backend
+async def test_create_then_wait_online_on_a_real_server(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    project = await new_project(deps, tenant_name)
+    database = f"tf-{project.name}"
+
+    started = time.monotonic()
+    created = await create(env, deps, project)
+    created_in = time.monotonic() - started
+    assert database in server_databases(arcadedb)
+    assert created.details == {"backend": "arcadedb", "database": database,
+                               "mode": "database-per-tenant", "username": "root", "created": True}
+    assert (await deps.store.get_project(project.id)).graph_status == "provisioning"  # type: ignore[union-attr]
+
+    started = time.monotonic()
+    online = await wait(env, deps, project)
+    online_in = time.monotonic() - started
+    print(f"\nArcadeDB: create_graph_database {created_in:.3f}s, "
+          f"wait_graph_database_online {online_in:.3f}s ({online.details['polls']} polls)")
+
+    assert online.details["status"] == "online" and online.details["database"] == database
+    row = await deps.store.get_project(project.id)
+    assert row is not None
+    assert (row.graph_backend, row.graph_database, row.graph_mode, row.graph_uri, row.graph_username,
+            row.graph_status) == ("arcadedb", database, "database-per-tenant", arcadedb.bolt_uri, "root",
+                                  "online")
+    assert await deps.credentials.get(project.id, GRAPH_PASSWORD) == arcadedb.password
+    steps = {s.step_name: s for s in await deps.store.get_steps(project.id)}
+    assert steps["create_graph_database"].status == steps["wait_graph_database_online"].status == "success"
+    for text in (repr(created), repr(online), repr(steps), caplog.text):
+        assert arcadedb.password not in text
+
+
+async def test_create_twice_is_idempotent(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)
+    first = await create(env, deps, project)
+    second = await create(env, deps, project)
+    assert (first.details["created"], second.details["created"]) == (True, False)
+    assert server_databases(arcadedb).count(f"tf-{project.name}") == 1
+    assert (await wait(env, deps, project)).status == "success"
+
+
+async def test_tenants_do_not_see_each_others_data(
+    deps: Deps, env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    a = await provision(env, deps, await new_project(deps, tenant_name))
+    b = await provision(env, deps, await new_project(deps, tenant_name))
+
+    async with tenant_graph(deps, a.id) as graph:
+        assert graph.database == f"tf-{a.name}"
+        await graph.run("CREATE (n:Secret {owner: $owner})", owner=a.name)
+        assert await graph.run("MATCH (n:Secret) RETURN n.owner AS owner") == [{"owner": a.name}]
+    async with tenant_graph(deps, b.id) as graph:
+        assert await graph.run("MATCH (n) RETURN count(n) AS nodes") == [{"nodes": 0}]
+
+    verified = await verify_graph(deps, a)
+    assert verified == {"backend": "arcadedb", "mode": "database-per-tenant",
+                        "database": f"tf-{a.name}", "ok": True}
+
+
+async def test_wait_for_a_database_that_is_not_there_times_out(
+    arcade_settings: Callable[..., Settings], env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    deps = Deps.from_settings(arcade_settings(graph_wait_timeout_seconds=0.5))
+    try:
+        project = await new_project(deps, tenant_name)
+        await create(env, deps, project)
+        await deps.store.update_project(project.id, graph_database=f"tf-{project.name}-gone")
+        with pytest.raises(ApplicationError) as failed:
+            await wait(env, deps, project)
+        assert failed.value.non_retryable and failed.value.type == "GraphDatabaseFailed"
+        assert "last status seen: absent" in failed.value.message
+        assert (await deps.store.get_project(project.id)).graph_status == "failed"  # type: ignore[union-attr]
+    finally:
+        await deps.aclose()
+
+
+async def test_wrong_root_password_is_a_non_retryable_configuration_error(
+    arcade_settings: Callable[..., Settings], env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    deps = Deps.from_settings(arcade_settings(arcadedb_password="not-the-root-password"))
+    try:
+        project = await new_project(deps, tenant_name)
+        with pytest.raises(ApplicationError) as failed:
+            await create(env, deps, project)
+        assert failed.value.non_retryable and failed.value.type == "ConfigurationError"
+        assert "not-the-root-password" not in repr(failed.value) + repr(failed.value.details)
+    finally:
+        await deps.aclose()
+
+
+async def test_server_down_is_retryable(
+    arcade_settings: Callable[..., Settings], env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    deps = Deps.from_settings(arcade_settings(arcadedb_http_url=nowhere))
+    try:
+        project = await new_project(deps, tenant_name)
+        with pytest.raises(ApplicationError) as failed:
+            await create(env, deps, project)
+        assert not failed.value.non_retryable and failed.value.type == "ServiceUnavailable"
+    finally:
+        await deps.aclose()
+
+
+def test_arcadedb_database_names_are_validated() -> None:
+    assert arcadedb_database_name("acme-web") == "tf-acme-web"
+    for bad in ("Acme", "a b", "x/y", "acme_web", "acme-"):
+        with pytest.raises(InvalidName):
+            arcadedb_database_name(bad)
+
+
+# ------------------------------------------------ Neo4j backend on ArcadeDB's Bolt: community
+@pytest.fixture
+def community_settings(make_settings: Callable[..., Settings], arcadedb: ArcadeDBServer) -> Settings:
+    return make_settings(graph_backend="neo4j", neo4j_uri=arcadedb.bolt_uri, neo4j_user=arcadedb.user,
+                         neo4j_password=arcadedb.password)
+
+
+async def test_neo4j_backend_detects_community_and_scopes_tenants_by_label(
+    community_settings: Settings, env: ActivityEnvironment, arcadedb: ArcadeDBServer,
+    tenant_name: Callable[[], str],
+) -> None:
+    deps = Deps.from_settings(community_settings)
+    try:
+        a_project, b_project = await new_project(deps, tenant_name), await new_project(deps, tenant_name)
+        created = await create(env, deps, a_project)
+        assert created.details["edition"] == "community"
+        assert created.details["mode"] == "community-fallback" and created.details["database"] == "neo4j"
+        assert (await create(env, deps, a_project)).details == created.details  # idempotent
+        assert f"tf-{a_project.name}" not in server_databases(arcadedb)  # no database of its own
+
+        a = await provision(env, deps, a_project)
+        b = await provision(env, deps, b_project)
+        assert (a.graph_mode, a.graph_database, a.graph_status) == ("community-fallback", "neo4j", "online")
+        async with tenant_graph(deps, a.id) as graph:
+            assert graph.scope is not None
+            label = graph.scope.label
+            await graph.run(f"CREATE (n:{label}:Doc {{title: $title}})", title="for a only")
+            with pytest.raises(PermanentError, match="labelled"):
+                await graph.run("MATCH (n:Doc) RETURN n.title AS title")
+        async with tenant_graph(deps, b.id) as graph:
+            assert graph.scope is not None and graph.scope.label != label
+            counted = await graph.run(f"MATCH (n:{graph.scope.label}) RETURN count(n) AS nodes")
+            assert counted == [{"nodes": 0}]
+
+        assert (await verify_graph(deps, a))["nodes"] == 1
+
+        driver = open_driver(arcadedb.bolt_uri, arcadedb.user, arcadedb.password)
+        try:
+            registry = await run_cypher(
+                driver, "MATCH (t:TenantflowTenant) WHERE t.name IN $names RETURN t.name AS name, "
+                "t.label AS label ORDER BY name", {"names": [a.name, b.name]}, database="neo4j")
+        finally:
+            await driver.close()
+        assert registry == sorted(
+            [{"name": p.name, "label": "Tenant_" + p.name} for p in (a, b)], key=lambda r: r["name"])
+    finally:
+        await deps.aclose()
