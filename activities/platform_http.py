@@ -1,0 +1,402 @@
+"""The one HTTP mechanism the platform service clients (auth, realtime, storage) share.
+
+Every client goes through ``service_client``: an ``httpx.AsyncClient`` with the configured timeout and
+the service's admin credential, whose ``request`` translates every failure in ONE place
+(``service_error``), the way httpx's ``map_httpcore_exceptions`` does for its own boundary::
+
+    transport error (connect, read, write, pool)    → ServiceUnavailable  retryable, no status
+    timeout                                         → ServiceUnavailable  retryable, no status
+    HTTP 408, 425, 429, 5xx                         → ServiceUnavailable  retryable, status in details
+    any other HTTP 4xx                              → ServiceRejected     non-retryable, status and the
+                                                                          service's own message in details
+
+Secrets: admin keys travel only in headers, tenant secrets only in request bodies; neither is ever put
+in a message or in ``details``. Each client knows the secrets it sends (the tenant's and its admin key)
+and scrubs them (``redact``) from a service's error message, should the service echo one back.
+
+Idempotency: writes carry ``Idempotency-Key: <uuid5(project id, step)>``, stable across every retry of
+the same step for the same tenant, so a service that honours the header collapses duplicates; the
+clients never rely on it (they check existence or use upsert verbs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import SecretStr
+
+from tenantflow.errors import ServiceRejected, ServiceUnavailable, TenantflowError
+from tenantflow.names import validate_project_name
+from tenantflow.settings import Settings
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Fixed namespace: the same (project, step) must give the same key in every worker, forever.
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c2a4e-3b7d-5e8f-9a0b-1c2d3e4f5a6b")
+# 4xx statuses that mean "try again later", not "your request is wrong".
+RETRYABLE_4XX = frozenset({408, 425, 429})
+MAX_SERVICE_MESSAGE = 300
+REDACTED = "[redacted]"
+
+
+# ------------------------------------------------------------------------------------- credentials
+def bearer_auth(key: SecretStr) -> dict[str, str]:
+    """``Authorization: Bearer <key>`` (auth and realtime admin APIs)."""
+    return {"Authorization": f"Bearer {key.get_secret_value()}"}
+
+
+def apikey_auth(key: SecretStr) -> dict[str, str]:
+    """``apikey: <key>`` (storage admin API, and tenant-facing endpoints)."""
+    return {"apikey": key.get_secret_value()}
+
+
+# ------------------------------------------------------------------------------------- idempotency
+def idempotency_key(project_id: uuid.UUID | str, step: str) -> str:
+    """A key that is the same for every attempt of ``step`` for one tenant, and differs otherwise."""
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{project_id}:{step}"))
+
+
+def idempotency_headers(project_id: uuid.UUID | str, step: str) -> dict[str, str]:
+    """The ``Idempotency-Key`` header for a write made by ``step`` for one tenant."""
+    return {IDEMPOTENCY_HEADER: idempotency_key(project_id, step)}
+
+
+# ------------------------------------------------------------------------------------------- paths
+def tenant_path(template: str, tenant: str) -> str:
+    """``template`` with ``{tenant}`` replaced by a validated, path-quoted tenant name.
+
+    Args:
+        template: A path such as ``/tenants/{tenant}``.
+        tenant: The tenant name; ``InvalidName`` if it is not a valid project name.
+    """
+    return template.format(tenant=quote(validate_project_name(tenant), safe=""))
+
+
+# ------------------------------------------------------------------------------------------ errors
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each (non-empty) secret replaced by ``[redacted]``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def service_message(response: httpx.Response, *, secrets: Iterable[str] = ()) -> str:
+    """The service's own explanation of an error response, as short text, ``secrets`` scrubbed.
+
+    Understands the error shapes of the services we talk to: ``{"message": ...}`` (storage, ours),
+    ``{"error": ...}`` / ``{"msg": ...}`` / ``{"error_description": ...}`` (GoTrue-like) and
+    ``{"errors": {field: [problems]}}`` (realtime's changeset errors).
+    """
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    text = ""
+    if isinstance(body, Mapping):
+        for key in ("message", "msg", "error_description", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                text = value
+                break
+        errors = body.get("errors")
+        if not text and isinstance(errors, Mapping):
+            text = "; ".join(
+                f"{name} {', '.join(map(str, p)) if isinstance(p, list) else p}"
+                for name, p in errors.items()
+            )
+    elif isinstance(body, str):
+        text = body.strip()
+    # Scrub before cutting, so no prefix of a secret survives at the cut.
+    text = redact(text, secrets) or response.reason_phrase or "no message"
+    return text if len(text) <= MAX_SERVICE_MESSAGE else text[: MAX_SERVICE_MESSAGE - 1] + "…"
+
+
+def service_error(
+    service: str,
+    method: str,
+    path: str,
+    outcome: httpx.Response | httpx.HTTPError,
+    *,
+    secrets: Iterable[str] = (),
+) -> TenantflowError:
+    """THE translation of an HTTP failure of a platform service into our error tree.
+
+    Args:
+        service: ``auth``, ``realtime`` or ``storage`` (goes into the message and details).
+        method: The HTTP method of the failed request.
+        path: The request path relative to the service's base URL (holds no secret).
+        outcome: The unsuccessful response, or the exception httpx raised.
+        secrets: Values to scrub from the service's message, in case it echoes them.
+
+    Returns:
+        ``ServiceRejected`` (non-retryable) for a 4xx that retrying cannot fix, else
+        ``ServiceUnavailable`` (retryable).
+    """
+    details: dict[str, Any] = {"service": service, "method": method, "path": path}
+    if isinstance(outcome, httpx.Response):
+        status = outcome.status_code
+        said = service_message(outcome, secrets=secrets)
+        details |= {"status": status, "service_message": said}
+        if 400 <= status < 500 and status not in RETRYABLE_4XX:
+            return ServiceRejected(
+                f"{service} service rejected {method} {path}: HTTP {status}: {said}", details=details
+            )
+        return ServiceUnavailable(
+            f"{service} service unavailable ({method} {path}): HTTP {status}: {said}", details=details
+        )
+    kind = "timed out" if isinstance(outcome, httpx.TimeoutException) else "unreachable"
+    details |= {"status": None, "error": type(outcome).__name__}
+    return ServiceUnavailable(
+        f"{service} service {kind} ({method} {path}): {type(outcome).__name__}", details=details
+    )
+
+
+# ------------------------------------------------------------------------------------------ client
+class ServiceClient:
+    """One platform service's admin API: requests whose failures are already our errors."""
+
+    def __init__(self, service: str, http: httpx.AsyncClient, *, secrets: Iterable[str] = ()) -> None:
+        self.service = service
+        self._http = http
+        self._secrets = tuple(s for s in secrets if s)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        accept: Iterable[int] = (),
+    ) -> httpx.Response:
+        """Send a request; return the response if it is 2xx or its status is in ``accept``.
+
+        Args:
+            method: HTTP method.
+            path: Path relative to the service's base URL (tenant parts built with ``tenant_path``).
+            json: JSON body (may hold tenant secrets: it is never logged or put in errors).
+            headers: Extra headers (e.g. ``idempotency_headers``).
+            accept: Non-2xx statuses the caller handles itself (e.g. 404 on an existence check).
+
+        Raises:
+            ServiceRejected: the service answered a 4xx that retrying cannot fix.
+            ServiceUnavailable: timeout, connection error, 5xx, 408/425/429.
+        """
+        try:
+            response = await self._http.request(method, path, json=json, headers=headers)
+        except httpx.HTTPError as exc:
+            # ``from None``: the httpx exception holds the request, and the request holds headers.
+            raise self.error(method, path, exc) from None
+        if response.is_success or response.status_code in set(accept):
+            return response
+        raise self.error(method, path, response)
+
+    def error(self, method: str, path: str, outcome: httpx.Response | httpx.HTTPError) -> TenantflowError:
+        """``service_error`` for this service, scrubbing the secrets this client was given."""
+        return service_error(self.service, method, path, outcome, secrets=self._secrets)
+
+
+@asynccontextmanager
+async def service_client(
+    settings: Settings,
+    service: str,
+    base_url: str,
+    auth: Mapping[str, str],
+    *,
+    secrets: Iterable[str] = (),
+) -> AsyncIterator[ServiceClient]:
+    """An HTTP client for one service's admin API, closed on exit.
+
+    Args:
+        settings: Supplies ``service_timeout_seconds`` (connect, read, write and pool timeouts).
+        service: The service's name, used in errors.
+        base_url: The configured base URL (``*_service_url``); paths are appended to it.
+        auth: The admin credential headers (``bearer_auth`` / ``apikey_auth``).
+        secrets: Values scrubbed from every error message (the tenant's secrets this client sends).
+    """
+    async with httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers={"Accept": "application/json", **auth},
+        timeout=httpx.Timeout(settings.service_timeout_seconds),
+        follow_redirects=False,
+    ) as http:
+        yield ServiceClient(service, http, secrets=secrets)
+
+
+# ---------------------------------------------------------------------------- what is registered
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """The tenant database as the services must reach it (parsed from the tenant's DSN)."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = field(repr=False)
+    url: str = field(repr=False)
+
+    @classmethod
+    def from_dsn(cls, dsn: str) -> DatabaseTarget:
+        """Parse a libpq URL / conninfo string (the password is kept, never shown)."""
+        parts = conninfo_to_dict(dsn)
+        return cls(
+            host=str(parts.get("host") or "localhost"),
+            port=int(parts.get("port") or 5432),
+            dbname=str(parts.get("dbname") or ""),
+            user=str(parts.get("user") or ""),
+            password=str(parts.get("password") or ""),
+            url=dsn,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The parts that are not secret."""
+        return {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
+
+
+@dataclass(frozen=True)
+class TenantRegistration:
+    """Everything a service registration needs, read once from the mirror and the credential store.
+
+    Lives only inside one activity attempt; its secrets are excluded from ``repr``.
+    """
+
+    project_id: uuid.UUID
+    name: str
+    database: DatabaseTarget
+    jwt_secret: str = field(repr=False)
+    anon_key: str = field(repr=False)
+    service_role_key: str = field(repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for scrubbing service messages."""
+        return (self.jwt_secret, self.anon_key, self.service_role_key, self.database.password,
+                self.database.url)
+
+
+# ----------------------------------------------------------------------------------- verification
+@dataclass
+class Verification:
+    """What verifying one service's registration compared, and what differed (no secret values)."""
+
+    service: str
+    checked: list[str] = field(default_factory=list)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+
+    def compare(self, name: str, expected: Any, actual: Any, *, secret: bool = False) -> None:
+        """Record that ``name`` was checked, and a mismatch if ``actual != expected``.
+
+        Secret fields are compared by value but reported only as ``[redacted]``.
+        """
+        self.checked.append(name)
+        if expected == actual:
+            return
+        if secret:
+            expected, actual = REDACTED, None if actual in (None, "") else f"{REDACTED} (differs)"
+        self.mismatches.append(
+            {"service": self.service, "field": name, "expected": expected, "actual": actual}
+        )
+
+    def compare_database(self, prefix: str, expected: DatabaseTarget, actual: Mapping[str, Any]) -> None:
+        """Compare host/port/dbname/user (and password, as a secret, when ``actual`` has one)."""
+        for key, value in expected.public().items():
+            got = actual.get(key)
+            self.compare(f"{prefix}.{key}", value, int(got) if key == "port" and got else got)
+        if "password" in actual:
+            self.compare(f"{prefix}.password", expected.password, actual["password"], secret=True)
+
+    def missing(self, what: str = "registration") -> None:
+        """The service does not know the tenant at all."""
+        self.checked.append(what)
+        self.mismatches.append(
+            {"service": self.service, "field": what, "expected": "present", "actual": "absent"}
+        )
+
+    def result(self) -> dict[str, Any]:
+        return {"checked": self.checked, "ok": not self.mismatches}
+
+
+def sha256_hex(value: str) -> str:
+    """Hex SHA-256 of a secret, for services that return a digest instead of the secret."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# -------------------------------------------------------------------------------- service clients
+class PlatformService(ABC):
+    """One platform service: its configuration, admin credential, and its admin API contract.
+
+    Settings follow one convention: ``<name>_service_url`` (empty: the service is not used) and
+    ``<name>_service_key``. Subclasses (``AuthService``, ``RealtimeService``, ``StorageService``) say
+    how to register a tenant and which fields and health signals verification compares; this base
+    reads their registration back and runs the verification.
+    """
+
+    name: ClassVar[str]
+    # Path of one tenant's registration, with a ``{tenant}`` placeholder.
+    tenant_template: ClassVar[str]
+    # How the admin key is sent: ``bearer_auth`` or ``apikey_auth``.
+    admin_scheme: ClassVar[Callable[[SecretStr], dict[str, str]]]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base_url: str = getattr(settings, f"{self.name}_service_url")
+        self.admin_key: SecretStr = getattr(settings, f"{self.name}_service_key")
+
+    @property
+    def step(self) -> str:
+        """The provisioning step that registers tenants with this service."""
+        return f"register_{self.name}_service"
+
+    def skip_reason(self) -> str | None:
+        """Why this service is not used (its URL is not configured), or None."""
+        return None if self.base_url else f"{self.name}_service_url is not set"
+
+    def connect(self, tenant: TenantRegistration) -> AbstractAsyncContextManager[ServiceClient]:
+        """An HTTP client for this service's admin API; errors are scrubbed of ``tenant``'s secrets
+        and of the admin key, should the service echo them."""
+        secrets = (*tenant.secrets, self.admin_key.get_secret_value())
+        admin_auth = type(self).admin_scheme(self.admin_key)  # via the class: a plain function
+        return service_client(self.settings, self.name, self.base_url, admin_auth, secrets=secrets)
+
+    def path(self, tenant: TenantRegistration, suffix: str = "") -> str:
+        """The path of ``tenant``'s registration (plus ``suffix``), its name validated and quoted."""
+        return tenant_path(self.tenant_template, tenant.name) + suffix
+
+    async def fetch(self, http: ServiceClient, tenant: TenantRegistration) -> Any | None:
+        """The service's view of ``tenant`` (decoded JSON), or None if it does not know it."""
+        found = await http.request("GET", self.path(tenant), accept=(404,))
+        return None if found.status_code == 404 else found.json()
+
+    async def verify(self, http: ServiceClient, tenant: TenantRegistration) -> Verification:
+        """Read the registration back and compare it with what ``register`` sends."""
+        check = Verification(self.name)
+        view = await self.fetch(http, tenant)
+        if view is None:
+            check.missing()
+            return check
+        self.compare(check, view, tenant)
+        await self.check_health(check, http, tenant)
+        return check
+
+    @abstractmethod
+    async def register(self, http: ServiceClient, tenant: TenantRegistration) -> bool:
+        """Create or converge the tenant's registration; True if this call created it."""
+
+    @abstractmethod
+    def compare(self, check: Verification, view: Any, tenant: TenantRegistration) -> None:
+        """Compare the fields of the service's ``view`` of the tenant with what was registered."""
+
+    @abstractmethod
+    async def check_health(
+        self, check: Verification, http: ServiceClient, tenant: TenantRegistration
+    ) -> None:
+        """Ask the service's health endpoint about the tenant; record the answer in ``check``."""
