@@ -1,0 +1,146 @@
+"""All nine steps on real parts: Postgres, ArcadeDB and the platform stand-ins as real HTTP servers,
+with faults injected the way a flaky service would fail."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from activities.deps import Deps
+from devstack.arcadedb import ArcadeDBServer
+from devstack.postgres import PostgresServer
+from standins.platform import AdminKeys, create_app
+from standins.server import ThreadedServer
+from tenantflow.settings import Settings
+from tests.api.conftest import AUTH, open_api
+from tests.conftest import eventually
+from tests.e2e.history import activity_schedules, history_text
+from tests.e2e.test_project_provisioning import _spawn_worker, steps_by_name, wait_status
+from workflows.steps import PROJECT_STEP_NAMES
+
+KEYS = AdminKeys()
+SERVICES = ("auth", "realtime", "storage")
+
+
+@pytest.fixture(scope="module")
+def platform(pg: PostgresServer) -> Iterator[str]:
+    pg.create_database("standins")
+    with ThreadedServer(create_app(pg.url("standins"), keys=KEYS)) as server:
+        yield server.url
+
+
+@pytest.fixture(autouse=True)
+def _disarm(platform: str) -> Iterator[None]:
+    yield
+    httpx.delete(f"{platform}/_faults").raise_for_status()
+
+
+@pytest.fixture
+def full_settings(
+    make_settings: Callable[..., Settings], platform: str, arcadedb: ArcadeDBServer
+) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return make_settings(**{
+            "graph_backend": "arcadedb", "arcadedb_http_url": arcadedb.http_url,
+            "arcadedb_bolt_uri": arcadedb.bolt_uri, "arcadedb_password": arcadedb.password,
+            "auth_service_url": f"{platform}/auth", "auth_service_key": KEYS.auth,
+            "realtime_service_url": f"{platform}/realtime", "realtime_service_key": KEYS.realtime,
+            "storage_service_url": f"{platform}/storage", "storage_service_key": KEYS.storage,
+            "service_timeout_seconds": 5.0, **overrides})
+
+    return make
+
+
+def fault(platform: str, **spec: Any) -> None:
+    httpx.post(f"{platform}/_faults", json=spec).raise_for_status()
+
+
+def registrations(platform: str, tenant: str) -> dict[str, int]:
+    rows = httpx.get(f"{platform}/_registrations", params={"tenant_id": tenant}).json()["registrations"]
+    return {s: sum(1 for r in rows if r["service"] == s) for s in SERVICES}
+
+
+async def test_all_nine_steps_succeed_and_each_service_holds_one_registration(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, platform: str,
+    temporal_client: Client,
+) -> None:
+    settings = full_settings()
+    name = tenant_name()
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        body = await wait_status(api, pid, "online")
+    assert {s["name"]: s["status"] for s in body["steps"]} == {n: "success" for n in PROJECT_STEP_NAMES}
+    assert registrations(platform, name) == {"auth": 1, "realtime": 1, "storage": 1}
+    deps = Deps.from_settings(settings)
+    try:
+        secrets = [await deps.credentials.get(uuid.UUID(pid), k)
+                   for k in ("tenant_db_password", "jwt_secret", "anon_key", "service_role_key",
+                             "graph_password")]
+    finally:
+        await deps.aclose()
+    history = await history_text(temporal_client.get_workflow_handle(body["workflow_id"]))
+    for secret in secrets:
+        assert secret not in history and secret not in str(body)
+
+
+async def test_5xx_is_retried_and_recorded_then_4xx_fails_until_retried(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, platform: str,
+    temporal_client: Client,
+) -> None:
+    settings = full_settings()
+    name = tenant_name()
+    fault(platform, service="auth", kind="status", status=503, count=2)
+    fault(platform, service="storage", kind="status", status=400, count=0,
+          message="bucket quota exceeded")
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        body = await wait_status(api, pid, "failed")
+        steps = steps_by_name(body)
+        assert steps["register_auth_service"]["status"] == "success"
+        assert steps["register_auth_service"]["retry_count"] == 2  # two 503s, then success
+        storage = steps["register_storage_service"]
+        assert storage["status"] == "failed" and storage["retry_count"] == 0  # 4xx: not retried
+        assert "bucket quota exceeded" in storage["error_message"]
+        assert storage["error_details"]["status"] == 400
+        assert steps["verify_services"]["status"] == "pending"
+
+        httpx.delete(f"{platform}/_faults").raise_for_status()
+        retried = await api.post(f"/v1/projects/{pid}/retry", json={"reason": "quota raised"})
+        assert retried.status_code == 202, retried.text
+        body = await wait_status(api, pid, "online")
+
+    assert registrations(platform, name) == {"auth": 1, "realtime": 1, "storage": 1}
+    scheduled = await activity_schedules(temporal_client.get_workflow_handle(body["workflow_id"]))
+    assert scheduled["register_auth_service"] == 1 and scheduled["register_storage_service"] == 2
+
+
+async def test_worker_dies_after_the_registration_call_succeeded_no_duplicate(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, platform: str,
+) -> None:
+    settings = full_settings(step_heartbeat_timeout_seconds=2, service_timeout_seconds=30)
+    name = tenant_name()
+    # The realtime service stores the tenant, then never answers: the worker dies waiting.
+    fault(platform, service="realtime", kind="timeout", phase="after", match="write", count=1)
+    doomed = _spawn_worker(settings)
+    try:
+        async with open_api(settings, headers=AUTH) as api:
+            pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+            await eventually(lambda: registrations(platform, name)["realtime"] == 1, timeout=60)
+            body = (await api.get(f"/v1/projects/{pid}")).json()
+            assert steps_by_name(body)["register_realtime_service"]["status"] == "running"
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+            async with run_worker(settings):
+                body = await wait_status(api, pid, "online", timeout=90)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+    realtime = steps_by_name(body)["register_realtime_service"]
+    assert realtime["status"] == "success" and realtime["retry_count"] >= 1
+    assert registrations(platform, name) == {"auth": 1, "realtime": 1, "storage": 1}
