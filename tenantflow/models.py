@@ -84,7 +84,7 @@ class ProvisioningStep(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     error_message: str | None = Field(default=None, sa_column=Column(Text))
-    error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB(none_as_null=True)))
     retry_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = _ts(nullable=False)
 

@@ -178,8 +178,10 @@ class Store:
         self, project_id: uuid.UUID, step: str, message: str, details: dict[str, Any]
     ) -> None:
         """Final failure as the workflow saw it. Keeps the activity's own error if it wrote one
-        (it knows more); fills it in when the activity could not (timeouts, crashed worker)."""
+        (it knows more) and adds the workflow's view (e.g. ``retry_state``); fills both in when
+        the activity could not (timeouts, crashed worker)."""
         already = S.c.status == StepStatus.FAILED
+        seen = literal(details, JSONB)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(S)
@@ -188,7 +190,14 @@ class Store:
                     status=StepStatus.FAILED,
                     completed_at=func.coalesce(S.c.completed_at, utcnow()),
                     error_message=case((already, S.c.error_message), else_=message),
-                    error_details=case((already, S.c.error_details), else_=literal(details, JSONB)),
+                    # jsonb || jsonb: keys of the right side win, so the activity's details stay.
+                    error_details=case(
+                        (already, seen.op("||")(case(
+                            (func.jsonb_typeof(S.c.error_details) == "object", S.c.error_details),
+                            else_=literal({}, JSONB),
+                        ))),
+                        else_=seen,
+                    ),
                 )
             )
 

@@ -4,60 +4,29 @@ the same names (the mirror activities and the mirror database are real)."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.deps import Deps
 from activities.project import ProjectActivities
-from tenantflow.contracts import ProvisionInput, RetryRequest, StepInput, StepResult
+from tenantflow.contracts import ProvisionInput, RetryRequest
 from tenantflow.models import ProjectKind
 from tenantflow.settings import Settings
 from tenantflow.store import Store
 from tests.conftest import eventually
+from tests.scripted import ScriptedSteps
 from workflows.project import ProvisionProjectWorkflow
 from workflows.steps import PROJECT_STEP_NAMES, USER_STEP_NAMES
 from workflows.user import ProvisionUserWorkflow
 
 
-class Script:
-    """Scripted step activities: each call is counted; ``fail`` makes a step raise."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.calls: Counter[str] = Counter()
-        self.fail: dict[str, ApplicationError] = {}
-        self.skip: set[str] = set()
-
-    def activities(self) -> list[Callable[..., Any]]:
-        return [self._make(name) for name in PROJECT_STEP_NAMES]
-
-    def _make(self, name: str) -> Callable[..., Any]:
-        @activity.defn(name=name)
-        async def step(input: StepInput) -> StepResult:
-            self.calls[name] += 1
-            pid = uuid.UUID(input.project_id)
-            await self.store.step_started(pid, name, attempt=activity.info().attempt)
-            if name in self.fail:
-                raise self.fail[name]
-            status = "skipped" if name in self.skip else "success"
-            from tenantflow.models import StepStatus
-
-            await self.store.step_finished(pid, name, status=StepStatus(status))
-            return StepResult(status=status)
-
-        return step
-
-
 @pytest.fixture
 async def harness(settings: Settings, deps: Deps, temporal_client: Client):  # type: ignore[no-untyped-def]
-    script = Script(deps.store)
+    script = ScriptedSteps(deps.store)
     project = ProjectActivities(deps)
     worker = Worker(
         temporal_client,
@@ -89,7 +58,7 @@ async def step_rows(store: Store, pid: uuid.UUID) -> dict[str, Any]:
 
 
 async def test_happy_path_marks_every_step_and_the_project(
-    harness: Script, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
+    harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
     harness.skip.add("register_auth_service")
     pid, handle = await start(temporal_client, settings, deps.store, tenant_name())
@@ -105,7 +74,7 @@ async def test_happy_path_marks_every_step_and_the_project(
 
 
 async def test_failed_step_waits_and_retry_signal_resumes_from_it(
-    harness: Script, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
+    harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
     harness.fail["generate_api_keys"] = ApplicationError("boom", type="ServiceRejected",
                                                          non_retryable=True)
@@ -135,7 +104,7 @@ async def test_failed_step_waits_and_retry_signal_resumes_from_it(
 
 
 async def test_retry_update_is_rejected_while_nothing_failed(
-    harness: Script, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
+    harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
     harness.fail["verify_services"] = ApplicationError("mismatch", non_retryable=True)
     pid, handle = await start(temporal_client, settings, deps.store, tenant_name())
@@ -159,7 +128,7 @@ async def test_retry_update_is_rejected_while_nothing_failed(
 
 
 async def test_retryable_failures_are_retried_then_exhausted(
-    harness: Script, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
+    harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
     harness.fail["create_tenant_schema"] = ApplicationError("db down", type="DatabaseUnavailable")
     pid, handle = await start(temporal_client, settings, deps.store, tenant_name())
@@ -178,7 +147,7 @@ async def test_retryable_failures_are_retried_then_exhausted(
 
 
 async def test_user_workflow_runs_only_the_graph_steps(
-    harness: Script, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
+    harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
     pid, handle = await start(temporal_client, settings, deps.store, tenant_name(), kind=ProjectKind.USER)
     result = await handle.result()
