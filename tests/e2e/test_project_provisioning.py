@@ -41,6 +41,19 @@ async def wait_status(api: httpx.AsyncClient, pid: str, status: str, timeout: fl
     return await eventually(check, timeout=timeout, interval=0.2)
 
 
+def plant_schema_clash(pg: PostgresServer, name: str) -> None:
+    """The fault: the tenant database already has a schema the first migration creates."""
+    pg.create_database(tenant_db_name(name))
+    with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute("CREATE TABLE app.organizations (x int)")
+
+
+def remove_schema_clash(pg: PostgresServer, name: str) -> None:
+    with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE")
+
+
 def steps_by_name(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in body["steps"]}
 
@@ -92,13 +105,9 @@ async def test_failed_run_waits_then_retry_signal_resumes_at_the_failed_step(
     make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
     temporal_client: Client,
 ) -> None:
-    # The fault: a schema migration collides with a table the tenant database already has.
     name = tenant_name()
     settings = make_settings(step_heartbeat_timeout_seconds=5)
-    pg.create_database(tenant_db_name(name))
-    with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA app")
-        conn.execute("CREATE TABLE app.organizations (x int)")
+    plant_schema_clash(pg, name)
 
     async with run_worker(settings), open_api(settings, headers=AUTH) as api:
         pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
@@ -114,9 +123,7 @@ async def test_failed_run_waits_then_retry_signal_resumes_at_the_failed_step(
         assert (await handle.describe()).status.name == "RUNNING"  # type: ignore[union-attr]
         first_db_step = steps["create_tenant_database"]
 
-        # Nothing to retry on a different, healthy step: the API refuses with a reason.
-        with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
-            conn.execute("DROP SCHEMA app CASCADE")
+        remove_schema_clash(pg, name)
         await handle.signal(ProvisionProjectWorkflow.retry, {"reason": "fixed", "requested_by": "test"})
         body = await wait_status(api, pid, "online")
 
@@ -134,15 +141,11 @@ async def test_api_retry_answers_409_when_nothing_failed_and_202_when_something_
 ) -> None:
     name = tenant_name()
     settings = make_settings()
-    pg.create_database(tenant_db_name(name))
-    with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA app")
-        conn.execute("CREATE TABLE app.organizations (x int)")
+    plant_schema_clash(pg, name)
     async with run_worker(settings), open_api(settings, headers=AUTH) as api:
         pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
         await wait_status(api, pid, "failed")
-        with psycopg.connect(pg.url(tenant_db_name(name)), autocommit=True) as conn:
-            conn.execute("DROP SCHEMA app CASCADE")
+        remove_schema_clash(pg, name)
         retried = await api.post(f"/v1/projects/{pid}/retry", json={"reason": "schema clash removed"})
         assert retried.status_code == 202, retried.text
         assert "create_tenant_schema" in retried.text
