@@ -67,6 +67,9 @@ def build_worker(client: Client, settings: Settings, deps: Deps, **options: Any)
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    # The neo4j driver logs query parameters at DEBUG, and CREATE USER carries a password
+    # parameter: never let its DEBUG output through, whatever the root level is.
+    logging.getLogger("neo4j").setLevel(logging.INFO)
     settings = get_settings()
     deps = Deps.from_settings(settings)
     client = await connect(settings)
