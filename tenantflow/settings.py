@@ -36,6 +36,7 @@ class Settings(BaseSettings):
         env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True
     )
 
+    # dev, test or production (production refuses placeholder secrets).
     environment: Environment = Environment.DEV
 
     # Mirror database (projects, provisioning_steps, credentials). SQLAlchemy URL, psycopg 3 driver.
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     # Empty: taken from tenant_pg_admin_url.
     tenant_pg_public_host: str = ""
     tenant_pg_public_port: int = 0
+    # Seconds to wait when connecting to the tenant cluster.
     tenant_pg_connect_timeout: int = Field(default=5, ge=1)
 
     # Temporal
@@ -69,15 +71,18 @@ class Settings(BaseSettings):
     graph_wait_timeout_seconds: float = Field(default=300.0, gt=0)
     graph_poll_interval_seconds: float = Field(default=1.0, gt=0)
 
+    # Neo4j self-managed (graph_backend=neo4j): Bolt URI and the admin account.
     neo4j_uri: str = ""
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr = SecretStr("")
 
+    # ArcadeDB (graph_backend=arcadedb): HTTP API (creates databases), Bolt (queries), root account.
     arcadedb_http_url: str = ""
     arcadedb_bolt_uri: str = ""
     arcadedb_user: str = "root"
     arcadedb_password: SecretStr = SecretStr("")
 
+    # Neo4j Aura (graph_backend=aura): API client credentials, the instance to create, polling.
     aura_api_url: str = "https://api.neo4j.io"
     aura_client_id: str = ""
     aura_client_secret: SecretStr = SecretStr("")

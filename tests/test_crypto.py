@@ -15,13 +15,13 @@ from tenantflow.errors import ConfigurationError, NotReady
 from tenantflow.models import Credential
 from workflows.steps import PROJECT_STEP_NAMES
 
-K1, K2 = f"k1:{generate_key()}", f"k2:{generate_key()}"
+K1, K2 = f"r1:{generate_key()}", f"r2:{generate_key()}"
 
 
 def test_seal_and_open_round_trip_bound_to_its_owner() -> None:
     ring = Keyring(K1)
     kid, blob = ring.seal("s3cret-value", aad="p:kind")
-    assert kid == "k1" and b"s3cret-value" not in blob
+    assert kid == "r1" and b"s3cret-value" not in blob
     assert ring.open(kid, blob, aad="p:kind") == "s3cret-value"
     with pytest.raises(DecryptionError):
         ring.open(kid, blob, aad="other:kind")  # moved to another tenant: refused
@@ -46,12 +46,12 @@ async def test_rotation_reseals_everything_with_the_new_primary_key(deps: Deps, 
 
     both = CredentialStore(deps.engine, Keyring(f"{K2},{K1}"))
     assert await both.get(pid, "jwt_secret") == "first-secret-value"  # old key still opens it
-    assert await both.rotate() >= 1
+    assert await both.rotate(project_id=pid) == 1
     async with deps.engine.connect() as conn:
         kids = (await conn.execute(
             select(Credential.key_id).where(Credential.project_id == pid)  # type: ignore[arg-type]
         )).scalars().all()
-    assert set(kids) == {"k2"}
+    assert set(kids) == {"r2"}
     only_new = CredentialStore(deps.engine, Keyring(K2))
     assert await only_new.get(pid, "jwt_secret") == "first-secret-value"
     with pytest.raises(NotReady):
