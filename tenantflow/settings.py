@@ -32,89 +32,126 @@ class Settings(BaseSettings):
     Required values have no default. Secrets are ``SecretStr`` and never logged.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True
+    model_config = SettingsConfigDict(env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True)
+
+    environment: Environment = Field(
+        default=Environment.DEV,
+        description="dev, test or production (production refuses placeholder or short secrets).",
     )
 
-    # dev, test or production (production refuses placeholder secrets).
-    environment: Environment = Environment.DEV
+    database_url: SecretStr = Field(
+        description="Mirror database (projects, provisioning_steps, credentials): a postgresql:// URL."
+    )
+    tenant_pg_admin_url: SecretStr = Field(
+        description="Admin (superuser) connection to the Postgres cluster that hosts tenant databases."
+    )
+    tenant_pg_public_host: str = Field(
+        default="",
+        description="Host tenants and platform services use to reach tenant databases "
+        "(empty: the admin URL's host).",
+    )
+    tenant_pg_public_port: int = Field(
+        default=0, ge=0, description="Port for the same (0: the admin URL's port)."
+    )
+    tenant_pg_connect_timeout: int = Field(
+        default=5, ge=1, description="Seconds to wait when connecting to the tenant cluster."
+    )
 
-    # Mirror database (projects, provisioning_steps, credentials). SQLAlchemy URL, psycopg 3 driver.
-    database_url: SecretStr
-    # Admin connection to the Postgres cluster that hosts tenant databases (libpq URL).
-    tenant_pg_admin_url: SecretStr
-    # Host/port tenants (and the services registered for them) use to reach their database.
-    # Empty: taken from tenant_pg_admin_url.
-    tenant_pg_public_host: str = ""
-    tenant_pg_public_port: int = 0
-    # Seconds to wait when connecting to the tenant cluster.
-    tenant_pg_connect_timeout: int = Field(default=5, ge=1)
+    temporal_address: str = Field(default="127.0.0.1:7233", description="Temporal frontend host:port.")
+    temporal_namespace: str = Field(default="default", description="Temporal namespace.")
+    task_queue: str = Field(default="tenantflow", description="Task queue of the worker and the runs.")
 
-    # Temporal
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
-    task_queue: str = "tenantflow"
+    api_token: SecretStr = Field(description="Bearer token every API route but health requires.")
+    api_page_size_max: int = Field(default=100, ge=1, description="Largest page GET /v1/projects returns.")
 
-    # API
-    api_token: SecretStr
-    api_page_size_max: int = Field(default=100, ge=1)
+    encryption_keys: SecretStr = Field(
+        description="Keyring 'kid:base64key[,kid:base64key...]' (32-byte AES keys): the first "
+        "encrypts, all decrypt (rotation: python -m tenantflow.rotate_keys)."
+    )
 
-    # Encryption keyring: "kid:base64-32-byte-key,kid2:..."; the first key encrypts, all decrypt.
-    encryption_keys: SecretStr
+    jwt_issuer: str = Field(default="tenantflow", description="iss claim of the tenants' API keys.")
+    jwt_ttl_seconds: int = Field(
+        default=10 * 365 * 24 * 3600, ge=60, description="Lifetime of the tenants' API keys."
+    )
 
-    # API keys (JWTs) issued per tenant
-    jwt_issuer: str = "tenantflow"
-    jwt_ttl_seconds: int = Field(default=10 * 365 * 24 * 3600, ge=60)
+    graph_backend: GraphBackend = Field(
+        default=GraphBackend.NONE,
+        description="none (graph steps skipped), neo4j (self-managed), aura, or arcadedb.",
+    )
+    graph_wait_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="neo4j/arcadedb: give up waiting for a database after this."
+    )
+    graph_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="neo4j/arcadedb: seconds between readiness polls."
+    )
 
-    # Graph
-    graph_backend: GraphBackend = GraphBackend.NONE
-    graph_wait_timeout_seconds: float = Field(default=300.0, gt=0)
-    graph_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    neo4j_uri: str = Field(default="", description="neo4j: Bolt URI of the server (admin access).")
+    neo4j_user: str = Field(default="neo4j", description="neo4j: admin user.")
+    neo4j_password: SecretStr = Field(default=SecretStr(""), description="neo4j: admin password.")
 
-    # Neo4j self-managed (graph_backend=neo4j): Bolt URI and the admin account.
-    neo4j_uri: str = ""
-    neo4j_user: str = "neo4j"
-    neo4j_password: SecretStr = SecretStr("")
+    arcadedb_http_url: str = Field(
+        default="", description="arcadedb: HTTP API URL (databases are created through it)."
+    )
+    arcadedb_bolt_uri: str = Field(default="", description="arcadedb: Bolt URI (readiness and queries).")
+    arcadedb_user: str = Field(default="root", description="arcadedb: server user.")
+    arcadedb_password: SecretStr = Field(default=SecretStr(""), description="arcadedb: its password.")
 
-    # ArcadeDB (graph_backend=arcadedb): HTTP API (creates databases), Bolt (queries), root account.
-    arcadedb_http_url: str = ""
-    arcadedb_bolt_uri: str = ""
-    arcadedb_user: str = "root"
-    arcadedb_password: SecretStr = SecretStr("")
+    aura_api_url: str = Field(default="https://api.neo4j.io", description="aura: API base URL.")
+    aura_client_id: str = Field(default="", description="aura: API client id.")
+    aura_client_secret: SecretStr = Field(default=SecretStr(""), description="aura: API client secret.")
+    aura_tenant_id: str = Field(default="", description="aura: the Aura tenant (project) instances go in.")
+    aura_region: str = Field(default="europe-west1", description="aura: instance region.")
+    aura_version: str = Field(default="5", description="aura: Neo4j version of new instances.")
+    aura_memory: str = Field(default="1GB", description="aura: instance memory.")
+    aura_type: str = Field(
+        default="free-db", description="aura: instance type (free-db, professional-db, ...)."
+    )
+    aura_cloud_provider: str = Field(default="gcp", description="aura: gcp, aws or azure.")
+    aura_poll_interval_seconds: float = Field(
+        default=5.0, gt=0, description="aura: seconds between instance status polls."
+    )
+    aura_poll_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="aura: give up waiting for 'running' after this."
+    )
+    aura_request_timeout_seconds: float = Field(default=30.0, gt=0, description="aura: HTTP timeout.")
 
-    # Neo4j Aura (graph_backend=aura): API client credentials, the instance to create, polling.
-    aura_api_url: str = "https://api.neo4j.io"
-    aura_client_id: str = ""
-    aura_client_secret: SecretStr = SecretStr("")
-    aura_tenant_id: str = ""
-    aura_region: str = "europe-west1"
-    aura_version: str = "5"
-    aura_memory: str = "1GB"
-    aura_type: str = "free-db"
-    aura_cloud_provider: str = "gcp"
-    aura_poll_interval_seconds: float = Field(default=5.0, gt=0)
-    aura_poll_timeout_seconds: float = Field(default=300.0, gt=0)
-    aura_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    auth_service_url: str = Field(
+        default="", description="Auth service admin API base URL (empty: register_auth_service skipped)."
+    )
+    auth_service_key: SecretStr = Field(default=SecretStr(""), description="Its admin key (Bearer).")
+    realtime_service_url: str = Field(
+        default="", description="Realtime admin API base URL (empty: register_realtime_service skipped)."
+    )
+    realtime_service_key: SecretStr = Field(default=SecretStr(""), description="Its admin key (Bearer).")
+    storage_service_url: str = Field(
+        default="", description="Storage admin API base URL (empty: register_storage_service skipped)."
+    )
+    storage_service_key: SecretStr = Field(
+        default=SecretStr(""), description="Its admin key (apikey header)."
+    )
+    service_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="HTTP timeout of the three services."
+    )
+    tenant_site_url_template: str = Field(
+        default="https://{name}.example.com", description="A tenant's site URL; {name} is the project name."
+    )
+    realtime_region: str = Field(default="local", description="Region sent in the realtime registration.")
 
-    # Platform services (empty URL: the step is skipped)
-    auth_service_url: str = ""
-    auth_service_key: SecretStr = SecretStr("")
-    realtime_service_url: str = ""
-    realtime_service_key: SecretStr = SecretStr("")
-    storage_service_url: str = ""
-    storage_service_key: SecretStr = SecretStr("")
-    service_timeout_seconds: float = Field(default=10.0, gt=0)
-    tenant_site_url_template: str = "https://{name}.example.com"
-    realtime_region: str = "local"
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signup webhook secret: a Bearer token or a Standard Webhooks signing key "
+        "(empty: the webhook answers 503).",
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, description="Oldest/newest signed webhook timestamp accepted."
+    )
 
-    # Auth service signup webhook
-    webhook_secret: SecretStr = SecretStr("")
-    webhook_tolerance_seconds: int = Field(default=300, ge=1)
-
-    # Workflow timing (made small in tests)
-    step_retry_initial_interval_seconds: float = Field(default=1.0, gt=0)
-    # Steps heartbeat automatically; a worker that dies mid-step is noticed after this long.
-    step_heartbeat_timeout_seconds: float = Field(default=15.0, gt=0)
+    step_retry_initial_interval_seconds: float = Field(
+        default=1.0, gt=0, description="First retry delay of every step (the catalog's backoff follows)."
+    )
+    step_heartbeat_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="A worker that dies mid-step is noticed after this long."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -127,9 +164,7 @@ class Settings(BaseSettings):
         if backend is GraphBackend.NEO4J and not self.neo4j_uri:
             raise ValueError("graph_backend=neo4j needs TENANTFLOW_NEO4J_URI")
         if backend is GraphBackend.ARCADEDB and not (self.arcadedb_http_url and self.arcadedb_bolt_uri):
-            raise ValueError(
-                "graph_backend=arcadedb needs TENANTFLOW_ARCADEDB_HTTP_URL and _BOLT_URI"
-            )
+            raise ValueError("graph_backend=arcadedb needs TENANTFLOW_ARCADEDB_HTTP_URL and _BOLT_URI")
         if backend is GraphBackend.AURA and not (
             self.aura_client_id and self.aura_client_secret.get_secret_value()
         ):
