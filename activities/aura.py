@@ -63,6 +63,7 @@ from tenantflow.errors import (
 )
 from tenantflow.models import Project
 from tenantflow.settings import Settings
+from tenantflow.tls import shared_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class AuraClient:
             timeout=settings.aura_request_timeout_seconds,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "tenantflow"},
+            verify=shared_ssl_context(),
         )
         self._max_retries = max_retries
         self._backoff = backoff_seconds

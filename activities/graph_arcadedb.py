@@ -44,6 +44,7 @@ from tenantflow.errors import (
 from tenantflow.graph_clients import GraphMode, open_driver
 from tenantflow.models import Project
 from tenantflow.names import graph_db_name
+from tenantflow.tls import shared_ssl_context
 
 BACKEND = "arcadedb"
 ALREADY_EXISTS = "com.arcadedb.server.DatabaseAlreadyExistsException"
@@ -114,6 +115,7 @@ class ArcadeDBGraphBackend:
                 base_url=s.arcadedb_http_url,
                 auth=(s.arcadedb_user, s.arcadedb_password.get_secret_value()),
                 timeout=s.service_timeout_seconds,
+                verify=shared_ssl_context(),
             )
         return self._http
 

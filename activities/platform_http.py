@@ -37,6 +37,7 @@ from pydantic import SecretStr
 from tenantflow.errors import ServiceRejected, ServiceUnavailable, TenantflowError
 from tenantflow.names import validate_project_name
 from tenantflow.settings import Settings
+from tenantflow.tls import shared_ssl_context
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Fixed namespace: the same (project, step) must give the same key in every worker, forever.
@@ -228,6 +229,7 @@ async def service_client(
         headers={"Accept": "application/json", **auth},
         timeout=httpx.Timeout(settings.service_timeout_seconds),
         follow_redirects=False,
+        verify=shared_ssl_context(),
     ) as http:
         yield ServiceClient(service, http, secrets=secrets)
 

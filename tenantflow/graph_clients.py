@@ -59,6 +59,7 @@ from tenantflow.errors import (
 from tenantflow.models import Project
 from tenantflow.names import validate_neo4j_database_name, validate_project_name
 from tenantflow.store import Store
+from tenantflow.tls import shared_ssl_context
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 QUERY_TIMEOUT_SECONDS = 30.0
@@ -283,7 +284,7 @@ def open_client(project: Project, password: str, *, http: bool = False) -> Graph
     if https:
         client = httpx.AsyncClient(
             auth=(project.graph_username, password), timeout=QUERY_TIMEOUT_SECONDS,
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json"}, verify=shared_ssl_context(),
         )
         return QueryApiGraphClient(client, https, project.graph_database, scope)
     driver = open_driver(project.graph_uri, project.graph_username, password)
