@@ -25,6 +25,15 @@ def workflow_id_for(project_id: uuid.UUID, kind: str) -> str:
     return f"provision-{kind}-{project_id}"
 
 
+def _pending_steps(project_id: uuid.UUID, steps: list[str]) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [
+        dict(id=uuid.uuid4(), project_id=project_id, step_name=s, status=StepStatus.PENDING,
+             retry_count=0, created_at=now)
+        for s in steps
+    ]
+
+
 @dataclass
 class Created:
     project: Project
@@ -58,21 +67,12 @@ class Store:
         )
         async with self.engine.begin() as conn:
             inserted = (
-                await conn.execute(insert(P).values(**values).on_conflict_do_nothing().returning(P.c.id))
-            ).first()
+                await conn.execute(insert(P).values(**values).on_conflict_do_nothing().returning(P))
+            ).mappings().first()
             if inserted is not None:
-                await conn.execute(
-                    insert(S),
-                    [
-                        dict(id=uuid.uuid4(), project_id=pid, step_name=s,
-                             status=StepStatus.PENDING, retry_count=0, created_at=now)
-                        for s in steps
-                    ],
-                )
+                await conn.execute(insert(S), _pending_steps(pid, steps))
         if inserted is not None:
-            project = await self.get_project(pid)
-            assert project is not None
-            return Created(project, True)
+            return Created(Project(**inserted), True)
         existing = await self.find_existing(
             name=name, idempotency_key=idempotency_key, external_user_id=external_user_id
         )
@@ -139,17 +139,10 @@ class Store:
 
     async def ensure_steps(self, project_id: uuid.UUID, steps: list[str]) -> None:
         """Create missing step rows as pending (rows that exist are left alone)."""
-        now = utcnow()
         async with self.engine.begin() as conn:
             await conn.execute(
                 insert(S)
-                .values(
-                    [
-                        dict(id=uuid.uuid4(), project_id=project_id, step_name=s,
-                             status=StepStatus.PENDING, retry_count=0, created_at=now)
-                        for s in steps
-                    ]
-                )
+                .values(_pending_steps(project_id, steps))
                 .on_conflict_do_nothing(index_elements=[S.c.project_id, S.c.step_name])
             )
 
