@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.services import ServiceActivities
     from activities.tenant_postgres import TenantPostgresActivities
     from activities.verify import VerifyActivities
+    from tenantflow.models import ProjectKind
 
 # Retry policies. Business failures are raised non-retryable by the activities themselves
 # (ApplicationError(non_retryable=True)); these only bound retries of outages.
@@ -125,6 +126,11 @@ USER_STEPS: tuple[StepSpec, ...] = (CREATE_GRAPH_DATABASE, WAIT_GRAPH_DATABASE_O
 
 PROJECT_STEP_NAMES = [s.name for s in PROJECT_STEPS]
 USER_STEP_NAMES = [s.name for s in USER_STEPS]
+# The steps a tenant of each kind goes through (rows created up front, shown in this order).
+STEP_NAMES_BY_KIND: dict[str, list[str]] = {
+    ProjectKind.PROJECT: PROJECT_STEP_NAMES,
+    ProjectKind.USER: USER_STEP_NAMES,
+}
 
 BEGIN_PROVISIONING = ProjectActivities.begin_provisioning
 SET_PROJECT_STATUS = ProjectActivities.set_project_status

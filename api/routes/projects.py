@@ -24,7 +24,6 @@ from tenantflow.contracts import RetryRequest
 from tenantflow.models import Project, ProjectKind
 from tenantflow.store import Store
 from workflows.base import ProvisioningWorkflow
-from workflows.steps import PROJECT_STEP_NAMES
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireApiToken])
 
@@ -58,7 +57,7 @@ async def create_project(
 ) -> ProjectDetail:
     """Create a project tenant and start provisioning it (202); a repeat returns it (200)."""
     created = await create_tenant(
-        store, temporal, settings, name=body.name, kind=ProjectKind.PROJECT, steps=PROJECT_STEP_NAMES,
+        store, temporal, settings, name=body.name, kind=ProjectKind.PROJECT,
         idempotency_key=CLIENT_KEY_PREFIX + idempotency_key if idempotency_key else None,
     )
     project = created.project

@@ -15,7 +15,6 @@ from api.schemas import SignupAccepted, SignupEvent, WebhookHealth, WebhookIgnor
 from api.webhook_auth import verify_webhook
 from tenantflow.models import ProjectKind
 from tenantflow.names import user_project_name
-from workflows.steps import USER_STEP_NAMES
 
 router = APIRouter(prefix="/v1/webhooks/auth", tags=["webhooks"])
 
@@ -59,7 +58,7 @@ async def auth_signup(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "record.id must be the new user's UUID")
     created = await create_tenant(
         store, temporal, settings, name=user_project_name(user_id), kind=ProjectKind.USER,
-        steps=USER_STEP_NAMES, external_user_id=user_id, idempotency_key=f"user:{user_id}",
+        external_user_id=user_id, idempotency_key=f"user:{user_id}",
     )
     return SignupAccepted(
         user_id=user_id, project_id=created.project.id, workflow_id=created.project.workflow_id,
