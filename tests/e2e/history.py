@@ -1,13 +1,18 @@
-"""Reading a workflow's whole history as text, payloads decoded, to search it for secrets."""
+"""Reading a workflow's whole history as text, payloads decoded, to search it for secrets; and
+the stored secrets to search for."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import uuid
 from typing import Any
 
 from temporalio.client import WorkflowHandle
+
+from activities.deps import Deps
+from tenantflow.settings import Settings
 
 
 def _strings(node: Any) -> list[str]:
@@ -42,3 +47,12 @@ async def activity_schedules(handle: WorkflowHandle) -> dict[str, int]:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+async def stored_secrets(settings: Settings, project_id: str, *kinds: str) -> list[str]:
+    """The plaintexts of a tenant's stored credentials, opened with the worker's keyring."""
+    deps = Deps.from_settings(settings)
+    try:
+        return [await deps.credentials.get(uuid.UUID(project_id), kind) for kind in kinds]
+    finally:
+        await deps.aclose()

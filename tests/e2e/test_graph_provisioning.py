@@ -21,7 +21,7 @@ from tenantflow.settings import Settings
 from tenantflow.store import workflow_id_for
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
-from tests.e2e.history import activity_schedules, history_text
+from tests.e2e.history import activity_schedules, history_text, stored_secrets
 from tests.e2e.test_project_provisioning import steps_by_name, wait_status
 from workflows.base import ProvisioningWorkflow
 
@@ -190,11 +190,7 @@ async def test_aura_user_database_times_out_then_retry_signal_finishes_it(
     scheduled = await activity_schedules(handle)
     assert scheduled["create_graph_database"] == 1
     assert scheduled["wait_graph_database_online"] == 2
-    deps = Deps.from_settings(settings)
-    try:
-        password = await deps.credentials.get(uuid.UUID(ready["project_id"]), "graph_password")
-    finally:
-        await deps.aclose()
+    [password] = await stored_secrets(settings, ready["project_id"], "graph_password")
     assert password not in await history_text(handle)
     assert password not in str(ready)
 

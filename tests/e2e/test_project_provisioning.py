@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,14 +18,13 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
-from activities.deps import Deps
 from activities.tenant_postgres import MIGRATION_LOCK_KEY
 from devstack.postgres import PostgresServer
 from tenantflow.names import tenant_db_name, tenant_role_name
 from tenantflow.settings import Settings, to_env
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import ROOT, eventually
-from tests.e2e.history import activity_schedules, history_text
+from tests.e2e.history import activity_schedules, history_text, stored_secrets
 from workflows.project import ProvisionProjectWorkflow
 from workflows.steps import PROJECT_STEP_NAMES
 
@@ -83,11 +81,7 @@ async def test_post_to_online_creates_a_tenant_database_the_tenant_can_use(
         assert steps[step]["error_details"]["skipped"]
     print(f"POST -> online with Postgres steps only: {elapsed:.2f}s")
 
-    deps = Deps.from_settings(settings)
-    try:
-        password = await deps.credentials.get(uuid.UUID(pid), "tenant_db_password")
-    finally:
-        await deps.aclose()
+    [password] = await stored_secrets(settings, pid, "tenant_db_password")
     dsn = pg.url(tenant_db_name(name), user=tenant_role_name(name), password=password)
     with psycopg.connect(dsn) as conn:
         version = conn.execute("SELECT max(version) FROM tenantflow.tenantflow_migrations").fetchone()
@@ -214,11 +208,7 @@ async def test_secrets_never_reach_history_or_api_responses(
             (await api.get(path)).text
             for path in (f"/v1/projects/{pid}", f"/v1/projects/{pid}/steps", "/v1/projects?limit=100")
         ]
-    deps = Deps.from_settings(settings)
-    try:
-        secrets = [await deps.credentials.get(uuid.UUID(pid), kind) for kind in SECRET_KINDS]
-    finally:
-        await deps.aclose()
+    secrets = await stored_secrets(settings, pid, *SECRET_KINDS)
     history = await history_text(temporal_client.get_workflow_handle(body["workflow_id"]))
     assert "create_tenant_database" in history  # the search does see the history
     for secret in secrets:

@@ -4,7 +4,6 @@ with faults injected the way a flaky service would fail."""
 from __future__ import annotations
 
 import signal
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +11,6 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.deps import Deps
 from devstack.arcadedb import ArcadeDBServer
 from devstack.postgres import PostgresServer
 from standins.platform import AdminKeys, create_app
@@ -20,8 +18,8 @@ from standins.server import ThreadedServer
 from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
-from tests.e2e.history import activity_schedules, history_text
-from tests.e2e.test_project_provisioning import _spawn_worker, steps_by_name, wait_status
+from tests.e2e.history import activity_schedules, history_text, stored_secrets
+from tests.e2e.test_project_provisioning import SECRET_KINDS, _spawn_worker, steps_by_name, wait_status
 from workflows.steps import PROJECT_STEP_NAMES
 
 KEYS = AdminKeys()
@@ -77,13 +75,7 @@ async def test_all_nine_steps_succeed_and_each_service_holds_one_registration(
         body = await wait_status(api, pid, "online")
     assert {s["name"]: s["status"] for s in body["steps"]} == {n: "success" for n in PROJECT_STEP_NAMES}
     assert registrations(platform, name) == {"auth": 1, "realtime": 1, "storage": 1}
-    deps = Deps.from_settings(settings)
-    try:
-        secrets = [await deps.credentials.get(uuid.UUID(pid), k)
-                   for k in ("tenant_db_password", "jwt_secret", "anon_key", "service_role_key",
-                             "graph_password")]
-    finally:
-        await deps.aclose()
+    secrets = await stored_secrets(settings, pid, *SECRET_KINDS, "graph_password")
     history = await history_text(temporal_client.get_workflow_handle(body["workflow_id"]))
     for secret in secrets:
         assert secret not in history and secret not in str(body)
