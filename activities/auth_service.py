@@ -37,6 +37,7 @@ from activities.platform_http import (
     idempotency_headers,
     sha256_hex,
 )
+from tenantflow.catalog import StepName
 
 JWT_EXP_SECONDS = 3600
 
@@ -45,6 +46,7 @@ class AuthService(PlatformService):
     """The auth service's admin API (contract in the module docstring)."""
 
     name = "auth"
+    step = StepName.REGISTER_AUTH_SERVICE
     tenant_template = "/admin/tenants/{tenant}"
     admin_scheme = bearer_auth
 

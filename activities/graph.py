@@ -42,6 +42,7 @@ from temporalio import activity
 from activities.deps import Deps
 from activities.graph_backend import GRAPH_PASSWORD, GraphBackendImpl
 from activities.mirror import StepActivities, StepSkipped, step
+from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import GraphDatabaseFailed, PermanentError, TransientError, VerificationFailed
 from tenantflow.graph_clients import graph_client_for
@@ -92,7 +93,7 @@ class GraphActivities(StepActivities):
         super().__init__(deps)
         self._backends = backends
 
-    @step("create_graph_database")
+    @step(StepName.CREATE_GRAPH_DATABASE)
     async def create_graph_database(self, input: StepInput) -> StepResult:
         """Create the tenant's database, user and grants (idempotent); graph_status → provisioning."""
         async with opened(self._backends(self.deps)) as impl:
@@ -104,7 +105,7 @@ class GraphActivities(StepActivities):
             details=details,
         )
 
-    @step("wait_graph_database_online")
+    @step(StepName.WAIT_GRAPH_DATABASE_ONLINE)
     async def wait_graph_database_online(self, input: StepInput) -> StepResult:
         """Poll until the database is online (graph_status → online) or failed (→ failed)."""
         async with opened(self._backends(self.deps)) as impl:

@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 
 from activities.mirror import StepActivities, step
+from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.models import StepStatus
 
@@ -57,7 +58,7 @@ def _still_valid(token: str, secret: str, *, role: str, issuer: str, ref: str) -
 
 
 class KeyActivities(StepActivities):
-    @step("generate_api_keys")
+    @step(StepName.GENERATE_API_KEYS)
     async def generate_api_keys(self, input: StepInput) -> StepResult:
         """Create the tenant's JWT secret once, and its keys unless valid ones are stored already.
 

@@ -4,7 +4,7 @@ retry counting, heartbeating and the translation of our errors into Temporal's.
 A step body only does its own work::
 
     class TenantPostgresActivities(StepActivities):
-        @step("create_tenant_database")
+        @step(StepName.CREATE_TENANT_DATABASE)
         async def create_tenant_database(self, input: StepInput) -> StepResult: ...
 
 It raises ``StepSkipped`` when its backend is not configured, a ``PermanentError`` for business
@@ -26,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import NotReady, PermanentError, TenantflowError
 from tenantflow.models import Project, StepStatus
@@ -79,7 +80,7 @@ async def _heartbeat_until_cancelled(every: float) -> None:
         await asyncio.sleep(every)
 
 
-def step(name: str) -> Callable[[Body], Callable[[Any, StepInput], Awaitable[StepResult]]]:
+def step(name: StepName) -> Callable[[Body], Callable[[Any, StepInput], Awaitable[StepResult]]]:
     """Make ``body`` the Temporal activity ``name`` with status mirroring around it."""
 
     def decorate(body: Body) -> Callable[[Any, StepInput], Awaitable[StepResult]]:

@@ -34,6 +34,7 @@ import httpx
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
+from tenantflow.catalog import StepName
 from tenantflow.errors import ServiceRejected, ServiceUnavailable, TenantflowError
 from tenantflow.names import validate_project_name
 from tenantflow.settings import Settings
@@ -343,6 +344,8 @@ class PlatformService(ABC):
     """
 
     name: ClassVar[str]
+    # The provisioning step that registers tenants with this service.
+    step: ClassVar[StepName]
     # Path of one tenant's registration, with a ``{tenant}`` placeholder.
     tenant_template: ClassVar[str]
     # How the admin key is sent: ``bearer_auth`` or ``apikey_auth``.
@@ -352,11 +355,6 @@ class PlatformService(ABC):
         self.settings = settings
         self.base_url: str = getattr(settings, f"{self.name}_service_url")
         self.admin_key: SecretStr = getattr(settings, f"{self.name}_service_key")
-
-    @property
-    def step(self) -> str:
-        """The provisioning step that registers tenants with this service."""
-        return f"register_{self.name}_service"
 
     def skip_reason(self) -> str | None:
         """Why this service is not used (its URL is not configured), or None."""

@@ -35,6 +35,7 @@ from activities.platform_http import (
     bearer_auth,
     idempotency_headers,
 )
+from tenantflow.catalog import StepName
 
 TENANTS = "/api/tenants"
 EXTENSION = "postgres_cdc_rls"
@@ -54,6 +55,7 @@ class RealtimeService(PlatformService):
     """The realtime service's admin API (contract in the module docstring)."""
 
     name = "realtime"
+    step = StepName.REGISTER_REALTIME_SERVICE
     tenant_template = "/api/tenants/{tenant}"
     admin_scheme = bearer_auth
 

@@ -22,6 +22,7 @@ from activities.platform_http import DatabaseTarget, PlatformService, TenantRegi
 from activities.realtime_service import RealtimeService
 from activities.storage_service import StorageService
 from activities.tenant_postgres import tenant_dsn
+from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import VerificationFailed
 from tenantflow.models import Project, StepStatus
@@ -52,17 +53,17 @@ async def load_registration(deps: Deps, project: Project) -> TenantRegistration:
 class ServiceActivities(StepActivities):
     """The three registration steps; each body is one call to ``_register``."""
 
-    @step("register_auth_service")
+    @step(StepName.REGISTER_AUTH_SERVICE)
     async def register_auth_service(self, input: StepInput) -> StepResult:
         """Upsert the tenant's auth configuration (site URL, JWT secret, database)."""
         return await self._register(AuthService(self.deps.settings), input)
 
-    @step("register_realtime_service")
+    @step(StepName.REGISTER_REALTIME_SERVICE)
     async def register_realtime_service(self, input: StepInput) -> StepResult:
         """Create (or converge) the tenant's realtime tenant with its ``postgres_cdc_rls`` extension."""
         return await self._register(RealtimeService(self.deps.settings), input)
 
-    @step("register_storage_service")
+    @step(StepName.REGISTER_STORAGE_SERVICE)
     async def register_storage_service(self, input: StepInput) -> StepResult:
         """Upsert the tenant's storage configuration (keys, JWT secret, database URL)."""
         return await self._register(StorageService(self.deps.settings), input)

@@ -29,6 +29,7 @@ from activities.platform_http import (
     apikey_auth,
     idempotency_headers,
 )
+from tenantflow.catalog import StepName
 
 FILE_SIZE_LIMIT = 50 * 1024 * 1024
 IMAGE_TRANSFORMATION = False
@@ -38,6 +39,7 @@ class StorageService(PlatformService):
     """The storage service's admin API (contract in the module docstring)."""
 
     name = "storage"
+    step = StepName.REGISTER_STORAGE_SERVICE
     tenant_template = "/tenants/{tenant}"
     admin_scheme = apikey_auth
 

@@ -39,6 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 import tenantflow
 from activities.deps import Deps
 from activities.mirror import StepActivities, step
+from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import (
     ConfigurationError,
@@ -292,7 +293,7 @@ class TenantPostgresActivities(StepActivities):
         super().__init__(deps)
         self.migrations_dir = migrations_dir
 
-    @step("create_tenant_database")
+    @step(StepName.CREATE_TENANT_DATABASE)
     async def create_tenant_database(self, input: StepInput) -> StepResult:
         """Role with the stored password, database owned by it, CONNECT for that role only."""
         project = await self.load_project(input)
@@ -310,7 +311,7 @@ class TenantPostgresActivities(StepActivities):
             details={"database": database, "role": role, "created": created},
         )
 
-    @step("create_tenant_schema")
+    @step(StepName.CREATE_TENANT_SCHEMA)
     async def create_tenant_schema(self, input: StepInput) -> StepResult:
         """Apply the pending tenant migrations, all or none, and record the schema version."""
         project = await self.load_project(input)

@@ -22,6 +22,7 @@ from activities.graph import verify_graph
 from activities.mirror import StepActivities, step
 from activities.services import verify_registrations
 from activities.tenant_postgres import verify_tenant_database
+from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import VerificationFailed
 from tenantflow.models import Project, StepStatus
@@ -43,7 +44,7 @@ def checks_for(project: Project) -> tuple[dict[str, Check], dict[str, str]]:
 
 
 class VerifyActivities(StepActivities):
-    @step("verify_services")
+    @step(StepName.VERIFY_SERVICES)
     async def verify_services(self, input: StepInput) -> StepResult:
         """Run every applicable check; fail with all their diffs if any found a difference."""
         project = await self.load_project(input)

@@ -15,11 +15,11 @@ from fastapi import HTTPException, status
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from tenantflow.catalog import STEPS_BY_KIND
 from tenantflow.models import Project
 from tenantflow.settings import Settings
 from tenantflow.store import Created, Store
 from tenantflow.temporal import start_provisioning
-from workflows.steps import STEP_NAMES_BY_KIND
 
 
 async def create_tenant(
@@ -38,7 +38,7 @@ async def create_tenant(
         HTTPException: 409 when the name, key or user already belongs to a different tenant.
     """
     created = await store.create_project(
-        name=name, kind=kind, steps=STEP_NAMES_BY_KIND[kind], idempotency_key=idempotency_key,
+        name=name, kind=kind, steps=STEPS_BY_KIND[kind], idempotency_key=idempotency_key,
         external_user_id=external_user_id,
     )
     if not created.created:

@@ -15,10 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from tenantflow.catalog import PROJECT_STEP_NAMES, STEPS_BY_KIND
 from tenantflow.errors import InvalidName
 from tenantflow.models import Project, ProjectStatus, ProvisioningStep
 from tenantflow.names import PROJECT_NAME_RULE, validate_project_name
-from workflows.steps import PROJECT_STEP_NAMES, STEP_NAMES_BY_KIND
 
 # Per-user tenants are named ``u-<32 hex>`` (names.user_project_name); the project API may not
 # take such a name, or a project could squat on a future user's tenant.
@@ -100,7 +100,7 @@ class StepOut(BaseModel):
     @classmethod
     def from_rows(cls, kind: str, rows: Iterable[ProvisioningStep]) -> list[StepOut]:
         """Steps in the catalog's order for the tenant's kind (unknown steps last)."""
-        catalog = STEP_NAMES_BY_KIND.get(kind, PROJECT_STEP_NAMES)
+        catalog = STEPS_BY_KIND.get(kind, PROJECT_STEP_NAMES)
         rank = {name: i for i, name in enumerate(catalog)}
         ordered = sorted(rows, key=lambda r: (rank.get(r.step_name, len(rank)), r.created_at, r.step_name))
         return [

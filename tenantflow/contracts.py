@@ -19,6 +19,7 @@ class ProvisionInput:
     # Test and operator knobs; None means the catalog's named defaults.
     retry_initial_interval_seconds: float | None = None
     heartbeat_timeout_seconds: float | None = None
+    outage_budget_seconds: float | None = None
 
 
 @dataclass

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from tenantflow.catalog import ProjectKind, ProjectStatus, StepStatus
+
+# The enums live in tenantflow.catalog; re-exported for the modules that read rows.
+__all__ = ["Credential", "Project", "ProjectKind", "ProjectStatus", "ProvisioningStep", "StepStatus"]
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class ProjectKind(StrEnum):
-    PROJECT = "project"
-    USER = "user"
-
-
-class ProjectStatus(StrEnum):
-    PENDING = "pending"
-    PROVISIONING = "provisioning"
-    ONLINE = "online"
-    FAILED = "failed"
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 def _ts(**kw: Any) -> Any:

@@ -146,8 +146,15 @@ class Settings(BaseSettings):
         default=300, ge=1, description="Oldest/newest signed webhook timestamp accepted."
     )
 
-    step_retry_initial_interval_seconds: float = Field(
-        default=1.0, gt=0, description="First retry delay of every step (the catalog's backoff follows)."
+    step_retry_initial_interval_seconds: float | None = Field(
+        default=None, gt=0,
+        description="Replaces the step catalog's first retry delay (1 s) for every step (unset: the "
+        "catalog's; tests use 0.1).",
+    )
+    step_outage_budget_seconds: float | None = Field(
+        default=None, gt=0,
+        description="Replaces how long every step rides out an outage of its backend before it waits "
+        "for a person (unset: the catalog's, 10 min; 45 min for the graph wait).",
     )
     step_heartbeat_timeout_seconds: float = Field(
         default=15.0, gt=0, description="A worker that dies mid-step is noticed after this long."

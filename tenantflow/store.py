@@ -7,6 +7,7 @@ Every write is a single idempotent statement, so a retried activity can repeat i
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ def workflow_id_for(project_id: uuid.UUID, kind: str) -> str:
     return f"provision-{kind}-{project_id}"
 
 
-def _pending_steps(project_id: uuid.UUID, steps: list[str]) -> list[dict[str, Any]]:
+def _pending_steps(project_id: uuid.UUID, steps: Sequence[str]) -> list[dict[str, Any]]:
     now = utcnow()
     return [
         dict(id=uuid.uuid4(), project_id=project_id, step_name=s, status=StepStatus.PENDING,
@@ -50,7 +51,7 @@ class Store:
         *,
         name: str,
         kind: str,
-        steps: list[str],
+        steps: Sequence[str],
         idempotency_key: str | None = None,
         external_user_id: uuid.UUID | None = None,
         fields: dict[str, Any] | None = None,
@@ -137,7 +138,7 @@ class Store:
             ).mappings().all()
         return [ProvisioningStep(**r) for r in rows]
 
-    async def ensure_steps(self, project_id: uuid.UUID, steps: list[str]) -> None:
+    async def ensure_steps(self, project_id: uuid.UUID, steps: Sequence[str]) -> None:
         """Create missing step rows as pending (rows that exist are left alone)."""
         async with self.engine.begin() as conn:
             await conn.execute(

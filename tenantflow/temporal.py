@@ -42,6 +42,7 @@ async def start_provisioning(client: Client, settings: Settings, project: Projec
             tenant_id=project.name,
             retry_initial_interval_seconds=settings.step_retry_initial_interval_seconds,
             heartbeat_timeout_seconds=settings.step_heartbeat_timeout_seconds,
+            outage_budget_seconds=settings.step_outage_budget_seconds,
         ),
         id=project.workflow_id,
         task_queue=settings.task_queue,

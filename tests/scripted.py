@@ -12,10 +12,10 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.models import StepStatus
 from tenantflow.store import Store
-from workflows.steps import PROJECT_STEP_NAMES
 
 
 class ScriptedSteps:

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from activities.deps import Deps
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.credentials import CredentialStore
 from tenantflow.crypto import DecryptionError, Keyring, generate_key
 from tenantflow.errors import ConfigurationError, NotReady
 from tenantflow.models import Credential
-from workflows.steps import PROJECT_STEP_NAMES
 
 K1, K2 = f"r1:{generate_key()}", f"r2:{generate_key()}"
 

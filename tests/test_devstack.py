@@ -28,7 +28,7 @@ import pytest
 
 from devstack.ports import free_port
 from devstack.stack import Ports
-from workflows.steps import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,7 +162,7 @@ def test_devstack_provisions_a_project_stops_cleanly_and_keeps_state(tmp_path: P
             project_id = create_project(client, name)
             project = wait_online(client, project_id)
             steps = {s["name"]: s["status"] for s in project["steps"]}
-            assert list(steps) == PROJECT_STEP_NAMES
+            assert list(steps) == list(PROJECT_STEP_NAMES)
             assert set(steps.values()) <= {"success", "skipped"}, steps
 
             # A killed worker is started again, and the new one provisions.

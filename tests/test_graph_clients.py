@@ -26,6 +26,7 @@ from activities.deps import Deps
 from activities.graph_backend import GRAPH_PASSWORD
 from devstack.arcadedb import ArcadeDBServer
 from standins.server import ThreadedServer
+from tenantflow.catalog import PROJECT_STEP_NAMES, USER_STEP_NAMES
 from tenantflow.errors import ConfigurationError, NotReady, PermanentError
 from tenantflow.graph_clients import (
     GraphClient,
@@ -37,7 +38,6 @@ from tenantflow.graph_clients import (
 from tenantflow.models import Project
 from tenantflow.names import user_project_name
 from tenantflow.settings import Settings
-from workflows.steps import PROJECT_STEP_NAMES, USER_STEP_NAMES
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -6,7 +6,6 @@ Subclasses only say which steps they run (``STEPS``) and define ``@workflow.run`
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any, ClassVar
 
 from temporalio import workflow
@@ -26,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.steps import (
         BEGIN_PROVISIONING,
-        HEARTBEAT_TIMEOUT,
         MARK_STEP,
         MIRROR_RETRY,
         MIRROR_TIMEOUT,
@@ -128,20 +126,13 @@ class ProvisioningWorkflow:
 
     async def _run_until_done(self, spec: StepSpec, input: ProvisionInput) -> None:
         """Run one step; on final failure mark it failed and wait for a retry, then run again."""
-        heartbeat = (
-            timedelta(seconds=input.heartbeat_timeout_seconds)
-            if input.heartbeat_timeout_seconds
-            else HEARTBEAT_TIMEOUT
-        )
         while True:
             self._steps[spec.name] = RUNNING
             try:
                 result = await workflow.execute_activity(
                     spec.activity,
                     StepInput(input.project_id),
-                    start_to_close_timeout=spec.start_to_close_timeout,
-                    heartbeat_timeout=heartbeat,
-                    retry_policy=spec.retry(input.retry_initial_interval_seconds),
+                    **spec.activity_options(input),
                 )
                 self._steps[spec.name] = result.status
                 return

@@ -1,15 +1,21 @@
-"""The step catalog: every provisioning step, its activity, timeout and retry policy.
+"""The step catalog: every provisioning step's activity, timeouts and retry policy.
 
-Order (DEVELOPERS.md's seed order, changed where data forces it): ``generate_api_keys`` runs
-before the service registrations because auth, realtime and storage are registered with the
-tenant's JWT secret and its anon / service_role keys.
+Step names and their order per tenant kind live in ``tenantflow.catalog`` (``StepName``,
+``STEPS_BY_KIND``); this module adds what only the workflows need: which activity runs each step
+and how Temporal retries it.
+
+Retries are bounded by *time*, not by a count of attempts. An outage of a step's backend (tenant
+Postgres, the graph server, a platform service) is ridden out with capped exponential backoff
+for the step's ``outage_budget`` (Temporal's schedule-to-close timeout: minutes), so a restart of
+a server does not spend five attempts in fifteen seconds and leave the run waiting for a person.
+Business failures are raised non-retryable by the activities themselves and fail at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -23,114 +29,89 @@ with workflow.unsafe.imports_passed_through():
     from activities.services import ServiceActivities
     from activities.tenant_postgres import TenantPostgresActivities
     from activities.verify import VerifyActivities
-    from tenantflow.models import ProjectKind
+    from tenantflow.catalog import STEPS_BY_KIND, ProjectKind, StepName
+    from tenantflow.contracts import ProvisionInput
 
-# Retry policies. Business failures are raised non-retryable by the activities themselves
-# (ApplicationError(non_retryable=True)); these only bound retries of outages.
-DATABASE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30), maximum_attempts=5,
-)
-GRAPH_CREATE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60), maximum_attempts=5,
-)
-# The readiness poll loops inside one heartbeating activity (frequent polling); retries only
-# cover a lost worker or an outage of the graph server.
-GRAPH_WAIT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30), maximum_attempts=3,
-)
-SERVICE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30), maximum_attempts=6,
-)
-KEYS_RETRY = DATABASE_RETRY
-VERIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30), maximum_attempts=4,
-)
-# Mirror bookkeeping must never be lost: retried until the mirror database answers.
-MIRROR_RETRY = RetryPolicy(
+# Outages: back off 1, 2, 4, ... seconds, never more than 30 s apart, until the step's budget.
+OUTAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30), maximum_attempts=0,
+)
+# Mirror bookkeeping by the workflow itself must never be lost: retried until the mirror answers.
+MIRROR_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10), maximum_attempts=0,
 )
 MIRROR_TIMEOUT = timedelta(seconds=30)
 # Steps heartbeat automatically (activities.mirror), so a dead worker is noticed this fast.
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+# How long a step rides out an outage of its backend before it waits for a person.
+OUTAGE_BUDGET = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    name: str
+    """One step as the workflow runs it.
+
+    ``start_to_close_timeout`` bounds one attempt; ``outage_budget`` bounds all attempts together
+    (the schedule-to-close timeout), so it is never shorter than one attempt.
+    """
+
+    name: StepName
     activity: Callable[..., Any]
     start_to_close_timeout: timedelta
-    retry_policy: RetryPolicy
+    outage_budget: timedelta = OUTAGE_BUDGET
+    retry_policy: RetryPolicy = field(default_factory=lambda: OUTAGE_RETRY)
 
-    def retry(self, initial_interval_seconds: float | None) -> RetryPolicy:
-        if initial_interval_seconds is None:
-            return self.retry_policy
-        return dataclasses.replace(
-            self.retry_policy, initial_interval=timedelta(seconds=initial_interval_seconds)
+    def activity_options(self, input: ProvisionInput) -> dict[str, Any]:
+        """``execute_activity`` options, with the run's overrides (``ProvisionInput``) applied."""
+        retry = self.retry_policy
+        if input.retry_initial_interval_seconds:
+            retry = dataclasses.replace(
+                retry, initial_interval=timedelta(seconds=input.retry_initial_interval_seconds)
+            )
+        budget = (
+            timedelta(seconds=input.outage_budget_seconds) if input.outage_budget_seconds
+            else self.outage_budget
+        )
+        heartbeat = (
+            timedelta(seconds=input.heartbeat_timeout_seconds) if input.heartbeat_timeout_seconds
+            else HEARTBEAT_TIMEOUT
+        )
+        return dict(
+            start_to_close_timeout=min(self.start_to_close_timeout, budget),
+            schedule_to_close_timeout=budget,
+            heartbeat_timeout=heartbeat,
+            retry_policy=retry,
         )
 
 
-CREATE_TENANT_DATABASE = StepSpec(
-    "create_tenant_database", TenantPostgresActivities.create_tenant_database,
-    timedelta(minutes=2), DATABASE_RETRY,
-)
-CREATE_TENANT_SCHEMA = StepSpec(
-    "create_tenant_schema", TenantPostgresActivities.create_tenant_schema,
-    timedelta(minutes=5), DATABASE_RETRY,
-)
-CREATE_GRAPH_DATABASE = StepSpec(
-    "create_graph_database", GraphActivities.create_graph_database,
-    timedelta(minutes=3), GRAPH_CREATE_RETRY,
-)
-# Must outlast graph_wait_timeout_seconds / aura_poll_timeout_seconds (the poll gives up itself).
-WAIT_GRAPH_DATABASE_ONLINE = StepSpec(
-    "wait_graph_database_online", GraphActivities.wait_graph_database_online,
-    timedelta(minutes=30), GRAPH_WAIT_RETRY,
-)
-GENERATE_API_KEYS = StepSpec(
-    "generate_api_keys", KeyActivities.generate_api_keys, timedelta(minutes=1), KEYS_RETRY
-)
-REGISTER_AUTH_SERVICE = StepSpec(
-    "register_auth_service", ServiceActivities.register_auth_service,
-    timedelta(minutes=2), SERVICE_RETRY,
-)
-REGISTER_REALTIME_SERVICE = StepSpec(
-    "register_realtime_service", ServiceActivities.register_realtime_service,
-    timedelta(minutes=2), SERVICE_RETRY,
-)
-REGISTER_STORAGE_SERVICE = StepSpec(
-    "register_storage_service", ServiceActivities.register_storage_service,
-    timedelta(minutes=2), SERVICE_RETRY,
-)
-VERIFY_SERVICES = StepSpec(
-    "verify_services", VerifyActivities.verify_services, timedelta(minutes=3), VERIFY_RETRY
-)
-
-PROJECT_STEPS: tuple[StepSpec, ...] = (
-    CREATE_TENANT_DATABASE,
-    CREATE_TENANT_SCHEMA,
-    CREATE_GRAPH_DATABASE,
-    WAIT_GRAPH_DATABASE_ONLINE,
-    GENERATE_API_KEYS,
-    REGISTER_AUTH_SERVICE,
-    REGISTER_REALTIME_SERVICE,
-    REGISTER_STORAGE_SERVICE,
-    VERIFY_SERVICES,
-)
-USER_STEPS: tuple[StepSpec, ...] = (CREATE_GRAPH_DATABASE, WAIT_GRAPH_DATABASE_ONLINE)
-
-PROJECT_STEP_NAMES = [s.name for s in PROJECT_STEPS]
-USER_STEP_NAMES = [s.name for s in USER_STEPS]
-# The steps a tenant of each kind goes through (rows created up front, shown in this order).
-STEP_NAMES_BY_KIND: dict[str, list[str]] = {
-    ProjectKind.PROJECT: PROJECT_STEP_NAMES,
-    ProjectKind.USER: USER_STEP_NAMES,
+STEP_SPECS: dict[StepName, StepSpec] = {
+    spec.name: spec
+    for spec in (
+        StepSpec(StepName.CREATE_TENANT_DATABASE, TenantPostgresActivities.create_tenant_database,
+                 timedelta(minutes=2)),
+        StepSpec(StepName.CREATE_TENANT_SCHEMA, TenantPostgresActivities.create_tenant_schema,
+                 timedelta(minutes=5)),
+        StepSpec(StepName.CREATE_GRAPH_DATABASE, GraphActivities.create_graph_database,
+                 timedelta(minutes=3)),
+        # One attempt must outlast graph_wait_timeout_seconds / aura_poll_timeout_seconds (the
+        # poll gives up by itself); a lost worker or a graph-server outage costs another attempt.
+        StepSpec(StepName.WAIT_GRAPH_DATABASE_ONLINE, GraphActivities.wait_graph_database_online,
+                 timedelta(minutes=30), outage_budget=timedelta(minutes=45)),
+        StepSpec(StepName.GENERATE_API_KEYS, KeyActivities.generate_api_keys, timedelta(minutes=1)),
+        StepSpec(StepName.REGISTER_AUTH_SERVICE, ServiceActivities.register_auth_service,
+                 timedelta(minutes=2)),
+        StepSpec(StepName.REGISTER_REALTIME_SERVICE, ServiceActivities.register_realtime_service,
+                 timedelta(minutes=2)),
+        StepSpec(StepName.REGISTER_STORAGE_SERVICE, ServiceActivities.register_storage_service,
+                 timedelta(minutes=2)),
+        StepSpec(StepName.VERIFY_SERVICES, VerifyActivities.verify_services, timedelta(minutes=3)),
+    )
 }
+
+PROJECT_STEPS: tuple[StepSpec, ...] = tuple(STEP_SPECS[n] for n in STEPS_BY_KIND[ProjectKind.PROJECT])
+USER_STEPS: tuple[StepSpec, ...] = tuple(STEP_SPECS[n] for n in STEPS_BY_KIND[ProjectKind.USER])
 
 BEGIN_PROVISIONING = ProjectActivities.begin_provisioning
 SET_PROJECT_STATUS = ProjectActivities.set_project_status

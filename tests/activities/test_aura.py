@@ -37,11 +37,11 @@ from activities.mirror import describe_error
 from devstack.ports import free_port
 from standins.aura_emulator import AuraEmulator, EmulatorConfig
 from standins.server import ThreadedServer
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput
 from tenantflow.errors import GraphDatabaseFailed, StillWaiting, TransientError, VerificationFailed
 from tenantflow.models import Project
 from tenantflow.settings import Settings
-from workflows.steps import PROJECT_STEP_NAMES
 
 DEFAULTS = EmulatorConfig(polls_until_running=3, polls_until_gone=2)
 TENANT = DEFAULTS.tenant_ids[0]

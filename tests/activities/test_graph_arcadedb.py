@@ -26,12 +26,12 @@ from activities.graph_arcadedb import arcadedb_database_name
 from activities.graph_backend import GRAPH_PASSWORD
 from devstack.arcadedb import ArcadeDBServer
 from devstack.ports import free_port
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import InvalidName, PermanentError
 from tenantflow.graph_clients import GraphClient, graph_client_for, open_driver, run_cypher
 from tenantflow.models import Project
 from tenantflow.settings import Settings
-from workflows.steps import PROJECT_STEP_NAMES
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from activities.deps import Deps
 from activities.graph import GraphActivities
 from activities.graph_backend import GRAPH_PASSWORD
 from activities.graph_neo4j import Neo4jGraphBackend
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.models import Project
 from tenantflow.settings import Settings
-from workflows.steps import PROJECT_STEP_NAMES
 
 ADMIN_PASSWORD = "admin-password-0123456789"
 UNSUPPORTED = "Neo.ClientError.Statement.UnsupportedAdministrationCommand"

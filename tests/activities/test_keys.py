@@ -13,10 +13,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.keys import API_KEY_ROLES, JWT_SECRET, KeyActivities, issue_api_key
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.models import Project
 from tenantflow.settings import Settings
-from workflows.steps import PROJECT_STEP_NAMES
 
 KINDS = [JWT_SECRET, *API_KEY_ROLES]
 

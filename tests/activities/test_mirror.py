@@ -13,10 +13,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.mirror import StepActivities, StepSkipped, step
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import DatabaseUnavailable, ServiceRejected
 from tenantflow.store import Store
-from workflows.steps import PROJECT_STEP_NAMES
 
 
 class Steps(StepActivities):

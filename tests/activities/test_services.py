@@ -20,24 +20,27 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.auth_service import AuthService
 from activities.deps import Deps
 from activities.keys import KeyActivities
 from activities.platform_http import idempotency_key
+from activities.realtime_service import RealtimeService
 from activities.services import ServiceActivities, verify_registrations
+from activities.storage_service import StorageService
 from activities.tenant_postgres import DB_PASSWORD, TenantPostgresActivities, tenant_dsn
 from activities.verify import VerifyActivities
 from devstack.postgres import PostgresServer
 from standins.platform import AdminKeys, create_app
 from standins.server import ThreadedServer
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import VerificationFailed
 from tenantflow.models import Project, ProvisioningStep
 from tenantflow.settings import Settings
-from workflows.steps import PROJECT_STEP_NAMES
 
 KEYS = AdminKeys()
 SERVICES = ("auth", "realtime", "storage")
-STEP = {s: f"register_{s}_service" for s in SERVICES}
+STEP = {s.name: s.step for s in (AuthService, RealtimeService, StorageService)}
 
 
 # ------------------------------------------------------------------------------------------ fixtures

@@ -28,11 +28,11 @@ from activities.tenant_postgres import (
 )
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import VerificationFailed
 from tenantflow.models import Project, ProvisioningStep
 from tenantflow.settings import Settings
-from workflows.steps import PROJECT_STEP_NAMES
 
 LATEST = load_migrations()[-1].version
 

@@ -15,11 +15,11 @@ from temporalio.client import Client
 
 from activities.deps import Deps
 from api.main import create_app
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.models import ProjectKind
 from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, ScriptedSteps, open_api, settled_workflow_count, workflow_count
 from tests.conftest import API_TOKEN, eventually
-from workflows.steps import PROJECT_STEP_NAMES
 
 PROTECTED = [
     ("POST", "/v1/projects"),
@@ -134,7 +134,7 @@ async def test_create_starts_one_run_and_a_repeat_returns_the_same_project(
     assert first.status_code == 202, first.text
     project = first.json()
     assert project["name"] == name and project["kind"] == "project" and project["status"] == "pending"
-    assert [s["name"] for s in project["steps"]] == PROJECT_STEP_NAMES
+    assert [s["name"] for s in project["steps"]] == list(PROJECT_STEP_NAMES)
     assert first.headers["location"] == f"/v1/projects/{project['id']}"
     description = await temporal_client.get_workflow_handle(project["workflow_id"]).describe()
     assert description.status is not None and description.status.name == "RUNNING"
@@ -290,7 +290,7 @@ async def test_retry_resumes_a_failed_step_and_is_409_once_the_run_has_finished(
     await eventually(online)
     assert script.calls["generate_api_keys"] == 2 and script.calls["create_tenant_database"] == 1
     steps_after = (await api.get(f"/v1/projects/{pid}/steps")).json()["steps"]
-    assert [s["name"] for s in steps_after] == PROJECT_STEP_NAMES
+    assert [s["name"] for s in steps_after] == list(PROJECT_STEP_NAMES)
     assert {s["status"] for s in steps_after} == {"skipped"}
 
     finished = await api.post(f"/v1/projects/{pid}/retry")

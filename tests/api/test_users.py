@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 
 from activities.deps import Deps
+from tenantflow.catalog import USER_STEP_NAMES
 from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, ScriptedSteps, open_api
 from tests.conftest import eventually
-from workflows.steps import USER_STEP_NAMES
 
 SIGNUP_URL = "/v1/webhooks/auth/signup"
 
@@ -52,7 +52,7 @@ async def test_status_is_pending_while_provisioning_then_ready(
 
     pending = (await api.get(f"/v1/users/{user_id}/status")).json()
     assert pending["status"] == "pending" and pending["user_id"] == str(user_id)
-    assert [s["name"] for s in pending["steps"]] == USER_STEP_NAMES
+    assert [s["name"] for s in pending["steps"]] == list(USER_STEP_NAMES)
     await eventually(lambda: script.calls["wait_graph_database_online"] == 1)
     waiting = (await api.get(f"/v1/users/{user_id}/status")).json()
     assert waiting["status"] == "pending"

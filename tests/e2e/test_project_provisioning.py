@@ -20,13 +20,13 @@ from temporalio.client import Client
 
 from activities.tenant_postgres import MIGRATION_LOCK_KEY
 from devstack.postgres import PostgresServer
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.names import tenant_db_name, tenant_role_name
 from tenantflow.settings import Settings, to_env
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import ROOT, eventually
 from tests.e2e.history import activity_schedules, history_text, stored_secrets
 from workflows.project import ProvisionProjectWorkflow
-from workflows.steps import PROJECT_STEP_NAMES
 
 SECRET_KINDS = ("tenant_db_password", "jwt_secret", "anon_key", "service_role_key")
 
@@ -71,7 +71,7 @@ async def test_post_to_online_creates_a_tenant_database_the_tenant_can_use(
         elapsed = time.monotonic() - started
 
     steps = steps_by_name(body)
-    assert [s["name"] for s in body["steps"]] == PROJECT_STEP_NAMES
+    assert [s["name"] for s in body["steps"]] == list(PROJECT_STEP_NAMES)
     for step in ("create_tenant_database", "create_tenant_schema", "generate_api_keys", "verify_services"):
         assert steps[step]["status"] == "success", steps[step]
         assert steps[step]["started_at"] and steps[step]["completed_at"]

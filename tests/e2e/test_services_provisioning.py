@@ -15,12 +15,12 @@ from devstack.arcadedb import ArcadeDBServer
 from devstack.postgres import PostgresServer
 from standins.platform import AdminKeys, create_app
 from standins.server import ThreadedServer
+from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
 from tests.e2e.history import activity_schedules, history_text, stored_secrets
 from tests.e2e.test_project_provisioning import SECRET_KINDS, _spawn_worker, steps_by_name, wait_status
-from workflows.steps import PROJECT_STEP_NAMES
 
 KEYS = AdminKeys()
 SERVICES = ("auth", "realtime", "storage")

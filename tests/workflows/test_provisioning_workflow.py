@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 
 from activities.deps import Deps
 from activities.project import ProjectActivities
+from tenantflow.catalog import PROJECT_STEP_NAMES, USER_STEP_NAMES
 from tenantflow.contracts import ProvisionInput, RetryRequest
 from tenantflow.models import ProjectKind
 from tenantflow.settings import Settings
@@ -20,7 +21,6 @@ from tenantflow.store import Store
 from tests.conftest import eventually
 from tests.scripted import ScriptedSteps
 from workflows.project import ProvisionProjectWorkflow
-from workflows.steps import PROJECT_STEP_NAMES, USER_STEP_NAMES
 from workflows.user import ProvisionUserWorkflow
 
 
@@ -40,13 +40,15 @@ async def harness(settings: Settings, deps: Deps, temporal_client: Client):  # t
 
 
 async def start(client: Client, settings: Settings, store: Store, name: str,
-                *, kind: str = ProjectKind.PROJECT) -> tuple[uuid.UUID, WorkflowHandle]:
+                *, kind: str = ProjectKind.PROJECT, outage_budget_seconds: float | None = None,
+                ) -> tuple[uuid.UUID, WorkflowHandle]:
     steps = PROJECT_STEP_NAMES if kind == ProjectKind.PROJECT else USER_STEP_NAMES
     created = await store.create_project(name=name, kind=kind, steps=steps)
     wf = ProvisionProjectWorkflow.run if kind == ProjectKind.PROJECT else ProvisionUserWorkflow.run
     handle = await client.start_workflow(
         wf,
-        ProvisionInput(str(created.project.id), name, retry_initial_interval_seconds=0.05),
+        ProvisionInput(str(created.project.id), name, retry_initial_interval_seconds=0.05,
+                       outage_budget_seconds=outage_budget_seconds),
         id=created.project.workflow_id,
         task_queue=settings.task_queue,
     )
@@ -127,11 +129,11 @@ async def test_retry_update_is_rejected_while_nothing_failed(
     assert "nothing to retry" in str(err.value.cause)
 
 
-async def test_retryable_failures_are_retried_then_exhausted(
+async def test_an_outage_is_ridden_out_for_the_budget_then_waits_for_a_person(
     harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
     harness.fail["create_tenant_schema"] = ApplicationError("db down", type="DatabaseUnavailable")
-    pid, handle = await start(temporal_client, settings, deps.store, tenant_name())
+    pid, handle = await start(temporal_client, settings, deps.store, tenant_name(), outage_budget_seconds=3)
 
     async def failed() -> bool:
         p = await deps.store.get_project(pid)
@@ -139,10 +141,13 @@ async def test_retryable_failures_are_retried_then_exhausted(
 
     await eventually(failed, timeout=60)
     rows = await step_rows(deps.store, pid)
-    assert harness.calls["create_tenant_schema"] == 5  # DATABASE_RETRY.maximum_attempts
-    assert rows["create_tenant_schema"].retry_count == 4
+    # Retried with backoff (0.1, 0.2, 0.4, ... s) until the 3 s budget ran out, not 5 times at once.
+    calls = harness.calls["create_tenant_schema"]
+    assert 4 <= calls <= 8, calls
+    assert rows["create_tenant_schema"].retry_count == calls - 1
     assert rows["create_tenant_schema"].status == "failed"
-    assert rows["create_tenant_schema"].error_details["retry_state"] == "MAXIMUM_ATTEMPTS_REACHED"
+    assert rows["create_tenant_schema"].error_message == "db down"
+    assert rows["create_tenant_schema"].error_details["retry_state"] == "TIMEOUT"
     await handle.terminate("test over")
 
 
