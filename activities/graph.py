@@ -101,7 +101,7 @@ class GraphActivities(StepActivities):
             details = await impl.create(project)
         await self.deps.store.update_project(project.id, graph_status=GRAPH_PROVISIONING)
         return StepResult(
-            status=StepStatus.SUCCESS, note=_note(details), credential_refs=[GRAPH_PASSWORD],
+            status=StepStatus.SUCCESS, credential_refs=[GRAPH_PASSWORD],
             details=details,
         )
 
@@ -116,12 +116,7 @@ class GraphActivities(StepActivities):
                 await self.deps.store.update_project(project.id, graph_status=GRAPH_FAILED)
                 raise
         await self.deps.store.update_project(project.id, graph_status=GRAPH_ONLINE)
-        return StepResult(status=StepStatus.SUCCESS, note=_note(details), details=details)
-
-
-def _note(details: dict[str, Any]) -> str:
-    parts = [str(details[k]) for k in ("backend", "database", "mode") if details.get(k)]
-    return " ".join(parts)
+        return StepResult(status=StepStatus.SUCCESS, details=details)
 
 
 async def verify_graph(deps: Deps, project: Project) -> dict[str, Any]:

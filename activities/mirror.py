@@ -101,7 +101,7 @@ def step(name: StepName) -> Callable[[Body], Callable[[Any, StepInput], Awaitabl
                     project_id, name, status=StepStatus.SKIPPED,
                     error_message=None, error_details={"skipped": skip.reason},
                 )
-                return StepResult(status=StepStatus.SKIPPED, note=skip.reason)
+                return StepResult(status=StepStatus.SKIPPED, details={"skip_reason": skip.reason})
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -80,7 +80,6 @@ class ServiceActivities(StepActivities):
                  "created" if created else "already there, converged")
         return StepResult(
             status=StepStatus.SUCCESS,
-            note=f"{'created' if created else 'converged'} {service.name} registration",
             details={"service": service.name, "tenant": project.name, "created": created},
         )
 

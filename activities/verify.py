@@ -64,6 +64,5 @@ class VerifyActivities(StepActivities):
             )
         return StepResult(
             status=StepStatus.SUCCESS,
-            note=f"verified {', '.join(passed)}",
             details={"checked": passed, "skipped": skipped},
         )

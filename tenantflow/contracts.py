@@ -38,10 +38,10 @@ class StepInput:
 
 @dataclass
 class StepResult:
-    """What a step reports back: its final status, a short note, and credential references."""
+    """What a step reports back: its final status, its output (``details``, mirrored into the row's
+    ``result``) and the names of the credentials it stored (never their values)."""
 
     status: str
-    note: str = ""
     credential_refs: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 

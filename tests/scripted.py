@@ -64,6 +64,6 @@ class ScriptedSteps:
                 raise error
             status = StepStatus.SKIPPED if name in self.skip else self.outcome
             await self.store.step_finished(pid, name, status=status)
-            return StepResult(status=status, note="scripted")
+            return StepResult(status=status)
 
         return step

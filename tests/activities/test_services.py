@@ -203,7 +203,7 @@ async def test_unconfigured_service_is_skipped_with_the_reason(
     for s in SERVICES:
         result = await run(register(deps, s), tenant)
         reason = f"{s}_service_url is not set"
-        assert result.status == "skipped" and result.note == reason
+        assert result.status == "skipped" and result.details == {"skip_reason": reason}
         row = await step_row(deps, tenant, STEP[s])
         assert row.status == "skipped" and row.error_details == {"skipped": reason}
     assert registrations(platform, tenant) == []
