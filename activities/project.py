@@ -21,12 +21,12 @@ class ProjectActivities(StepActivities):
         if await self.deps.store.get_project(project_id) is None:
             raise NotReady(f"project {project_id} does not exist in the mirror")
         await self.deps.store.ensure_steps(project_id, input.steps)
-        await self.deps.store.set_project_status(project_id, ProjectStatus.PROVISIONING)
+        await self.deps.store.set_project_status(project_id, ProjectStatus.PROVISIONING, seq=input.seq)
 
     @activity.defn(name="set_project_status")
     async def set_project_status(self, input: ProjectStatusInput) -> None:
         await self.deps.store.set_project_status(
-            uuid.UUID(input.project_id), ProjectStatus(input.status)
+            uuid.UUID(input.project_id), ProjectStatus(input.status), seq=input.seq
         )
 
     @activity.defn(name="mark_step")
@@ -34,11 +34,11 @@ class ProjectActivities(StepActivities):
         project_id = uuid.UUID(input.project_id)
         status = StepStatus(input.status)
         if status is StepStatus.PENDING:
-            await self.deps.store.step_reset(project_id, input.step_name)
+            await self.deps.store.step_reset(project_id, input.step_name, generation=input.generation)
         elif status is StepStatus.FAILED:
-            await self.deps.store.step_failed_by_workflow(
-                project_id, input.step_name, input.error_message or "step failed",
-                input.error_details or {},
+            await self.deps.store.step_failed(
+                project_id, input.step_name, generation=input.generation,
+                message=input.error_message or "step failed", details=input.error_details or {},
             )
         else:
             raise ValueError(f"the workflow only marks steps pending or failed, not {status}")

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from tenantflow.catalog import PROJECT_STEP_NAMES, STEPS_BY_KIND
+from tenantflow.catalog import PROJECT_STEP_NAMES, STEPS_BY_KIND, AttemptOutcome, StepStatus
 from tenantflow.errors import InvalidName
-from tenantflow.models import Project, ProjectStatus, ProvisioningStep
+from tenantflow.models import Project, ProjectStatus, ProvisioningStep, ProvisioningStepAttempt
 from tenantflow.names import PROJECT_NAME_RULE, validate_project_name
 
 # Per-user tenants are named ``u-<32 hex>`` (names.user_project_name); the project API may not
@@ -88,25 +88,63 @@ class SignupEvent(BaseModel):
 
 
 # ----------------------------------------------------------------------------------- responses
-class StepOut(BaseModel):
-    name: str
-    status: str
-    started_at: datetime | None
-    completed_at: datetime | None
-    retry_count: int
+class AttemptOut(BaseModel):
+    """One attempt of a step, from the append-only attempts history."""
+
+    generation: int = Field(description="Operator retries of the step before this attempt.")
+    attempt: int = Field(description="Temporal's attempt number within the generation (from 1).")
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: AttemptOutcome | None = Field(description="None while the attempt runs.")
     error_message: str | None
     error_details: dict[str, Any] | None
 
     @classmethod
-    def from_rows(cls, kind: str, rows: Iterable[ProvisioningStep]) -> list[StepOut]:
+    def from_row(cls, r: ProvisioningStepAttempt) -> AttemptOut:
+        return cls(
+            generation=r.generation, attempt=r.attempt, started_at=r.started_at, finished_at=r.finished_at,
+            outcome=AttemptOutcome(r.outcome) if r.outcome else None, error_message=r.error_message,
+            error_details=r.error_details,
+        )
+
+
+class StepOut(BaseModel):
+    name: str
+    status: StepStatus = Field(
+        description="pending → running → success | skipped; a failed attempt that will be retried "
+        "leaves it pending with that attempt's error; failed: waiting for a person's retry."
+    )
+    started_at: datetime | None
+    completed_at: datetime | None
+    retry_count: int = Field(description="Attempts after the first, operator retries included.")
+    attempt: int = Field(description="The attempt the row last heard from (0: none yet).")
+    error_message: str | None = Field(description="The last error; kept until the step succeeds.")
+    error_details: dict[str, Any] | None = Field(description="Details of the last error (never a result).")
+    result: dict[str, Any] | None = Field(description="The step's output, or why it was skipped.")
+    attempts: list[AttemptOut] | None = Field(
+        default=None, description="Every attempt, oldest first (on the steps endpoint only)."
+    )
+
+    @classmethod
+    def from_rows(
+        cls, kind: str, rows: Iterable[ProvisioningStep],
+        attempts: Iterable[ProvisioningStepAttempt] | None = None,
+    ) -> list[StepOut]:
         """Steps in the catalog's order for the tenant's kind (unknown steps last)."""
         catalog = STEPS_BY_KIND.get(kind, PROJECT_STEP_NAMES)
         rank = {name: i for i, name in enumerate(catalog)}
         ordered = sorted(rows, key=lambda r: (rank.get(r.step_name, len(rank)), r.created_at, r.step_name))
+        history: dict[str, list[AttemptOut]] | None = None
+        if attempts is not None:
+            history = {r.step_name: [] for r in ordered}
+            for a in attempts:
+                history.setdefault(a.step_name, []).append(AttemptOut.from_row(a))
         return [
             cls(
-                name=r.step_name, status=r.status, started_at=r.started_at, completed_at=r.completed_at,
-                retry_count=r.retry_count, error_message=r.error_message, error_details=r.error_details,
+                name=r.step_name, status=StepStatus(r.status), started_at=r.started_at,
+                completed_at=r.completed_at, retry_count=r.retry_count, attempt=r.attempt,
+                error_message=r.error_message, error_details=r.error_details, result=r.result,
+                attempts=history[r.step_name] if history is not None else None,
             )
             for r in ordered
         ]

@@ -44,6 +44,15 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+class AttemptOutcome(StrEnum):
+    """``provisioning_step_attempts.outcome``: how one attempt of a step ended."""
+
+    SUCCESS = "success"
+    SKIPPED = "skipped"
+    FAILED = "failed"  # error_details.retryable says whether Temporal tried again
+    LOST = "lost"  # never reported back (worker died or paused): a later attempt or the workflow closed it
+
+
 class GraphStatus(StrEnum):
     """``projects.graph_status``: the tenant's graph database as the graph steps last saw it."""
 

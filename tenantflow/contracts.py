@@ -31,9 +31,11 @@ class ProvisionResult:
 
 @dataclass
 class StepInput:
-    """Input of every step activity: which tenant. The activity looks the rest up."""
+    """Input of every step activity: which tenant (the activity looks the rest up), and which
+    operator retry of the step this is (0 for the first run; part of the mirror's write fence)."""
 
     project_id: str
+    generation: int = 0
 
 
 @dataclass
@@ -50,23 +52,31 @@ class StepResult:
 class BeginInput:
     project_id: str
     steps: list[str]
+    seq: int | None = None  # the project-status write's fence (see ProjectStatusInput)
 
 
 @dataclass
 class ProjectStatusInput:
+    """The workflow's write of the project's status. ``seq`` counts the run's status writes: a
+    write with a lower ``seq`` than the row's (a retried, late activity) is ignored."""
+
     project_id: str
     status: str
+    seq: int | None = None
 
 
 @dataclass
 class MarkStepInput:
-    """The workflow's own write to a step row: reset to pending, or failed after a timeout."""
+    """The workflow's own write to a step row: ``failed`` when a generation of attempts failed for
+    good (with the workflow's view of the error), or ``pending`` when an operator's retry starts
+    ``generation``."""
 
     project_id: str
     step_name: str
     status: str
     error_message: str | None = None
     error_details: dict[str, Any] | None = None
+    generation: int = 0
 
 
 @dataclass
@@ -84,12 +94,16 @@ class RetryResult:
 
 @dataclass
 class ProvisionState:
-    """What the ``state`` query returns."""
+    """A provisioning run's whole state: what the workflow keeps and the ``state`` query returns."""
 
-    project_id: str
-    tenant_id: str
-    status: str
-    steps: dict[str, str]
+    project_id: str = ""
+    tenant_id: str = ""
+    status: str = "pending"
+    steps: dict[str, str] = field(default_factory=dict)
     failed_step: str | None = None
     last_error: str | None = None
     retries_requested: int = 0
+    # Operator retries per step so far: the generation the step's next attempts belong to.
+    generations: dict[str, int] = field(default_factory=dict)
+    retry_pending: bool = False
+    status_writes: int = 0

@@ -15,6 +15,7 @@ the step mechanism (``activities.mirror``) turns them into Temporal ``Applicatio
     │   └── NotReady            the tenant's resource exists but is not usable yet (client factories)
     └── TransientError          outages: connection refused, timeouts, 5xx, 429 — Temporal retries
         ├── DatabaseUnavailable
+        │   └── MirrorUnavailable   the mirror database (our own bookkeeping) is unreachable
         ├── ServiceUnavailable
         └── StillWaiting        a poll has not seen the expected state yet
 """
@@ -70,6 +71,10 @@ class TransientError(TenantflowError):
 
 
 class DatabaseUnavailable(TransientError):
+    pass
+
+
+class MirrorUnavailable(DatabaseUnavailable):
     pass
 
 

@@ -6,14 +6,28 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from tenantflow.catalog import ProjectKind, ProjectStatus, StepStatus
 
 # The enums live in tenantflow.catalog; re-exported for the modules that read rows.
-__all__ = ["Credential", "Project", "ProjectKind", "ProjectStatus", "ProvisioningStep", "StepStatus"]
+__all__ = [
+    "Credential", "Project", "ProjectKind", "ProjectStatus", "ProvisioningStep", "ProvisioningStepAttempt",
+    "StepStatus",
+]
 
 
 def utcnow() -> datetime:
@@ -37,6 +51,8 @@ class Project(SQLModel, table=True):
     )
     external_user_id: uuid.UUID | None = Field(default=None, unique=True, nullable=True)
     status: str = Field(default=ProjectStatus.PENDING, sa_column=Column(String(20), nullable=False))
+    # Fence of the workflow's status writes: a write with a lower sequence number is ignored.
+    status_seq: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     workflow_id: str = Field(sa_column=Column(String(255), nullable=False))
     # Tenant Postgres
     tenant_db_name: str | None = Field(default=None, sa_column=Column(String(63)))
@@ -56,7 +72,14 @@ class Project(SQLModel, table=True):
 
 
 class ProvisioningStep(SQLModel, table=True):
-    """One step of one tenant's provisioning, as the activities last reported it."""
+    """One step of one tenant's provisioning, as its activity and the workflow last reported it.
+
+    The seed's columns keep their meaning (``status``, ``started_at``, ``completed_at``,
+    ``error_message``, ``error_details``, ``retry_count``); ``result`` holds the step's output
+    (or a skip's reason), never an error. ``(generation, attempt, phase)`` is the write fence:
+    ``generation`` counts the operator retries of this step, ``attempt`` is Temporal's attempt
+    within it, ``phase`` orders the writes of one attempt; a write older than the row's is ignored.
+    """
 
     __tablename__ = "provisioning_steps"
     __table_args__ = (UniqueConstraint("project_id", "step_name"),)
@@ -71,6 +94,29 @@ class ProvisioningStep(SQLModel, table=True):
     error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB(none_as_null=True)))
     retry_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = _ts(nullable=False)
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB(none_as_null=True)))
+    generation: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    attempt: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    phase: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
+
+
+class ProvisioningStepAttempt(SQLModel, table=True):
+    """One attempt of one step: the append-only story behind the step row (rows are inserted when
+    an attempt starts and closed once, when it ends or is found lost; never rewritten after)."""
+
+    __tablename__ = "provisioning_step_attempts"
+    __table_args__ = (UniqueConstraint("project_id", "step_name", "generation", "attempt"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    project_id: uuid.UUID = Field(foreign_key="projects.id", index=True, ondelete="CASCADE")
+    step_name: str = Field(sa_column=Column(String(100), nullable=False))
+    generation: int = Field(sa_column=Column(Integer, nullable=False))
+    attempt: int = Field(sa_column=Column(Integer, nullable=False))
+    started_at: datetime = _ts(nullable=False)
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    outcome: str | None = Field(default=None, sa_column=Column(String(20)))
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB(none_as_null=True)))
 
 
 class Credential(SQLModel, table=True):

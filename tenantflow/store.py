@@ -1,24 +1,52 @@
-"""Reads and writes of the mirror tables (``projects``, ``provisioning_steps``).
+"""Reads and writes of the mirror tables (``projects``, ``provisioning_steps``,
+``provisioning_step_attempts``).
 
 Shared by the API (creates projects, reads status) and the activities (mirror step status).
-Every write is a single idempotent statement, so a retried activity can repeat it safely.
+Every write is idempotent, so a retried activity can repeat it safely, and every write of a step
+row or of a project's status carries a fence: a write older than what the row holds (a paused
+worker's attempt that Temporal already gave up on, a retried bookkeeping activity) is ignored, so
+the mirror never goes back to a state that is over. An unreachable database is raised as
+``MirrorUnavailable`` (retryable), in one place (``_translate_outage``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy import Update, and_, case, func, literal, or_, select, tuple_, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantflow.models import Project, ProjectStatus, ProvisioningStep, StepStatus, utcnow
+from tenantflow.catalog import AttemptOutcome
+from tenantflow.errors import MirrorUnavailable
+from tenantflow.models import (
+    Project,
+    ProjectStatus,
+    ProvisioningStep,
+    ProvisioningStepAttempt,
+    StepStatus,
+    utcnow,
+)
 
 P = Project.__table__  # type: ignore[attr-defined]
 S = ProvisioningStep.__table__  # type: ignore[attr-defined]
+A = ProvisioningStepAttempt.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, order=True)
+class Fence:
+    """Which attempt a step-row write comes from: ``generation`` counts the operator's retries of
+    the step, ``attempt`` is Temporal's attempt number within it (0: the workflow's own write)."""
+
+    generation: int
+    attempt: int
 
 
 def workflow_id_for(project_id: uuid.UUID, kind: str) -> str:
@@ -66,7 +94,7 @@ class Store:
             workflow_id=workflow_id_for(pid, kind), created_at=now, updated_at=now,
             **(fields or {}),
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             inserted = (
                 await conn.execute(insert(P).values(**values).on_conflict_do_nothing().returning(P))
             ).mappings().first()
@@ -92,17 +120,17 @@ class Store:
             conds.append(P.c.idempotency_key == idempotency_key)
         if external_user_id is not None:
             conds.append(P.c.external_user_id == external_user_id)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(P).where(or_(*conds)).limit(1))).mappings().first()
         return Project(**row) if row else None
 
     async def get_project(self, project_id: uuid.UUID) -> Project | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(P).where(P.c.id == project_id))).mappings().first()
         return Project(**row) if row else None
 
     async def get_user_project(self, user_id: uuid.UUID) -> Project | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (
                 await conn.execute(select(P).where(P.c.external_user_id == user_id))
             ).mappings().first()
@@ -112,7 +140,7 @@ class Store:
         self, *, limit: int, offset: int, kind: str | None = None
     ) -> tuple[list[Project], int]:
         where = [P.c.kind == kind] if kind else []
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             total = (await conn.execute(select(func.count()).select_from(P).where(*where))).scalar_one()
             rows = (
                 await conn.execute(
@@ -122,93 +150,216 @@ class Store:
         return [Project(**r) for r in rows], int(total)
 
     async def update_project(self, project_id: uuid.UUID, **values: Any) -> None:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 update(P).where(P.c.id == project_id).values(**values, updated_at=utcnow())
             )
 
-    async def set_project_status(self, project_id: uuid.UUID, status: str) -> None:
-        await self.update_project(project_id, status=status)
+    async def set_project_status(self, project_id: uuid.UUID, status: str, *, seq: int | None = None) -> None:
+        """Set the tenant's status; with ``seq`` (the workflow's write counter) only if no later
+        status write has landed already."""
+        fenced = [] if seq is None else [P.c.status_seq <= seq]
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        if seq is not None:
+            values["status_seq"] = seq
+        async with self._write() as conn:
+            await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
 
     # ------------------------------------------------------------------- steps
     async def get_steps(self, project_id: uuid.UUID) -> list[ProvisioningStep]:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(select(S).where(S.c.project_id == project_id))
             ).mappings().all()
         return [ProvisioningStep(**r) for r in rows]
 
+    async def get_attempts(self, project_id: uuid.UUID) -> list[ProvisioningStepAttempt]:
+        """Every recorded attempt of the tenant's steps, oldest first."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(A).where(A.c.project_id == project_id).order_by(A.c.started_at, A.c.id)
+                )
+            ).mappings().all()
+        return [ProvisioningStepAttempt(**r) for r in rows]
+
     async def ensure_steps(self, project_id: uuid.UUID, steps: Sequence[str]) -> None:
         """Create missing step rows as pending (rows that exist are left alone)."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 insert(S)
                 .values(_pending_steps(project_id, steps))
                 .on_conflict_do_nothing(index_elements=[S.c.project_id, S.c.step_name])
             )
 
-    async def step_started(self, project_id: uuid.UUID, step: str, *, attempt: int) -> None:
-        """An attempt begins: running, retry_count = attempt - 1; keeps the last error visible."""
-        await self._upsert_step(
-            project_id, step, status=StepStatus.RUNNING, started_at=utcnow(),
-            completed_at=None, retry_count=attempt - 1,
-        )
+    async def attempt_started(self, project_id: uuid.UUID, step: str, fence: Fence) -> None:
+        """An attempt begins: the row turns ``running`` (the last error stays visible), the attempt
+        is recorded, earlier attempts that never reported back are closed as ``lost``, and
+        ``retry_count`` becomes the number of attempts so far minus one (it never goes down)."""
+        now = utcnow()
+        async with self._write() as conn:
+            await conn.execute(
+                insert(A)
+                .values(project_id=project_id, step_name=step, generation=fence.generation,
+                        attempt=fence.attempt, started_at=now)
+                .on_conflict_do_nothing(index_elements=ATTEMPT_KEY)
+            )
+            await conn.execute(_close_lost_attempts(project_id, step, before=fence, now=now))
+            attempts = (
+                select(func.count()).select_from(A)
+                .where(A.c.project_id == project_id, A.c.step_name == step)
+                .scalar_subquery()
+            )
+            await conn.execute(
+                _fenced_update(project_id, step, fence, Phase.STARTED).values(
+                    status=StepStatus.RUNNING, started_at=now, completed_at=None,
+                    retry_count=func.greatest(S.c.retry_count, attempts - 1, fence.attempt - 1),
+                    **_fence_values(fence, Phase.STARTED),
+                )
+            )
 
-    async def step_finished(
+    async def attempt_finished(
         self,
         project_id: uuid.UUID,
         step: str,
+        fence: Fence,
         *,
-        status: StepStatus,
+        outcome: AttemptOutcome,
+        result: dict[str, Any] | None = None,
         error_message: str | None = None,
         error_details: dict[str, Any] | None = None,
+        retryable: bool = False,
     ) -> None:
-        await self._upsert_step(
-            project_id, step, status=status, completed_at=utcnow(),
-            error_message=error_message, error_details=error_details,
-        )
+        """An attempt ends. Success and skip set ``result`` and clear the error; a failed attempt
+        that Temporal will retry leaves the row ``pending`` with this attempt's error; a failure
+        that cannot be retried only records its error (the workflow writes ``failed``)."""
+        now = utcnow()
+        error = dict(error_message=error_message, error_details=error_details)
+        async with self._write() as conn:
+            # The attempt's own row is closed once: a late report of an attempt already closed
+            # as lost does not rewrite the history.
+            closing = dict(finished_at=now, outcome=outcome, **error)
+            await conn.execute(
+                insert(A)
+                .values(project_id=project_id, step_name=step, generation=fence.generation,
+                        attempt=fence.attempt, started_at=now, **closing)
+                .on_conflict_do_update(index_elements=ATTEMPT_KEY, set_=closing,
+                                       where=A.c.finished_at.is_(None))
+            )
+            values: dict[str, Any] = dict(completed_at=now, **_fence_values(fence, Phase.FINISHED))
+            if outcome in (AttemptOutcome.SUCCESS, AttemptOutcome.SKIPPED):
+                status = StepStatus.SUCCESS if outcome is AttemptOutcome.SUCCESS else StepStatus.SKIPPED
+                values.update(status=status, result=result, error_message=None, error_details=None)
+            else:
+                values.update(error)
+                if retryable:
+                    values.update(status=StepStatus.PENDING)
+            await conn.execute(_fenced_update(project_id, step, fence, Phase.FINISHED).values(**values))
 
-    async def step_failed_by_workflow(
-        self, project_id: uuid.UUID, step: str, message: str, details: dict[str, Any]
+    async def step_failed(
+        self, project_id: uuid.UUID, step: str, *, generation: int, message: str, details: dict[str, Any]
     ) -> None:
-        """Final failure as the workflow saw it. Keeps the activity's own error if it wrote one
-        (it knows more) and adds the workflow's view (e.g. ``retry_state``); fills both in when
-        the activity could not (timeouts, crashed worker)."""
-        already = S.c.status == StepStatus.FAILED
+        """The workflow's final failure of ``generation``: the row turns ``failed`` and waits for a
+        person. The last attempt's own error is kept when it reported one (it knows more), with the
+        workflow's view (e.g. ``retry_state``) added; else (a timeout, a lost worker) the
+        workflow's message is the error. Unfinished attempts are closed as lost."""
+        now = utcnow()
         seen = literal(details, JSONB)
-        async with self.engine.begin() as conn:
+        reported = and_(
+            S.c.generation == generation, S.c.phase == Phase.FINISHED, S.c.error_message.is_not(None)
+        )
+        async with self._write() as conn:
+            await conn.execute(_close_lost_attempts(
+                project_id, step, before=Fence(generation + 1, 0), now=now
+            ))
             await conn.execute(
                 update(S)
-                .where(and_(S.c.project_id == project_id, S.c.step_name == step))
+                .where(S.c.project_id == project_id, S.c.step_name == step, S.c.generation <= generation)
                 .values(
-                    status=StepStatus.FAILED,
-                    completed_at=func.coalesce(S.c.completed_at, utcnow()),
-                    error_message=case((already, S.c.error_message), else_=message),
+                    status=StepStatus.FAILED, generation=generation, phase=Phase.FAILED,
+                    completed_at=case((reported, S.c.completed_at), else_=now),
+                    error_message=case((reported, S.c.error_message), else_=message),
                     # jsonb || jsonb: keys of the right side win, so the activity's details stay.
                     error_details=case(
-                        (already, seen.op("||")(case(
-                            (func.jsonb_typeof(S.c.error_details) == "object", S.c.error_details),
-                            else_=literal({}, JSONB),
-                        ))),
+                        (reported, seen.op("||")(func.coalesce(S.c.error_details, literal({}, JSONB)))),
                         else_=seen,
                     ),
                 )
             )
 
-    async def step_reset(self, project_id: uuid.UUID, step: str) -> None:
-        """FAILED → PENDING when an operator asks for a retry; the last error stays for reference."""
-        async with self.engine.begin() as conn:
+    async def step_reset(self, project_id: uuid.UUID, step: str, *, generation: int) -> None:
+        """FAILED → PENDING for an operator's retry, which starts ``generation``. The last error
+        stays visible until the step succeeds; ``retry_count`` goes on counting."""
+        fence = Fence(generation, 0)
+        async with self._write() as conn:
             await conn.execute(
-                update(S)
-                .where(and_(S.c.project_id == project_id, S.c.step_name == step))
-                .values(status=StepStatus.PENDING, started_at=None, completed_at=None)
+                _fenced_update(project_id, step, fence, Phase.RESET).values(
+                    status=StepStatus.PENDING, started_at=None, completed_at=None,
+                    **_fence_values(fence, Phase.RESET),
+                )
             )
 
-    async def _upsert_step(self, project_id: uuid.UUID, step: str, **values: Any) -> None:
-        stmt = insert(S).values(
-            id=uuid.uuid4(), project_id=project_id, step_name=step, created_at=utcnow(),
-            **{"retry_count": 0, **values},
+    # --------------------------------------------------------------- plumbing
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _translate_outage():
+            async with self.engine.connect() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        with _translate_outage():
+            async with self.engine.begin() as conn:
+                yield conn
+
+
+class Phase(IntEnum):
+    """Order of the writes to a step row within one attempt (the fence's last component)."""
+
+    RESET = 0  # the workflow: pending again for an operator's retry (a new generation)
+    STARTED = 1  # an attempt began
+    FINISHED = 2  # an attempt ended: success, skipped, or failed
+    FAILED = 3  # the workflow: the generation failed for good
+
+
+ATTEMPT_KEY = [A.c.project_id, A.c.step_name, A.c.generation, A.c.attempt]
+
+
+def _fence_values(fence: Fence, phase: Phase) -> dict[str, int]:
+    return dict(generation=fence.generation, attempt=fence.attempt, phase=phase)
+
+
+def _fenced_update(project_id: uuid.UUID, step: str, fence: Fence, phase: Phase) -> Update:
+    """UPDATE of one step row that applies only if the row's fence is not newer than this write's."""
+    return update(S).where(
+        S.c.project_id == project_id,
+        S.c.step_name == step,
+        tuple_(S.c.generation, S.c.attempt, S.c.phase)
+        <= tuple_(literal(fence.generation), literal(fence.attempt), literal(int(phase))),
+    )
+
+
+def _close_lost_attempts(project_id: uuid.UUID, step: str, *, before: Fence, now: datetime) -> Update:
+    """Close the unfinished attempts older than ``before``: they will never report back."""
+    return (
+        update(A)
+        .where(
+            A.c.project_id == project_id, A.c.step_name == step, A.c.finished_at.is_(None),
+            tuple_(A.c.generation, A.c.attempt) < tuple_(literal(before.generation), literal(before.attempt)),
         )
-        stmt = stmt.on_conflict_do_update(index_elements=[S.c.project_id, S.c.step_name], set_=values)
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt)
+        .values(finished_at=now, outcome=AttemptOutcome.LOST,
+                error_message="the attempt never reported back (its worker died, paused or timed out)")
+    )
+
+
+@contextlib.contextmanager
+def _translate_outage() -> Iterator[None]:
+    """The store's one error boundary: the mirror database being unreachable is an outage
+    (``MirrorUnavailable``, retryable); anything else (a constraint, a bug) propagates as is."""
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError) as exc:
+        raise MirrorUnavailable(
+            f"the mirror database is unreachable ({type(exc).__name__})",
+            details={"cause": type(exc).__name__},
+        ) from exc

@@ -12,6 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from tenantflow.catalog import ProjectStatus, StepStatus
     from tenantflow.contracts import (
         BeginInput,
         MarkStepInput,
@@ -32,9 +33,6 @@ with workflow.unsafe.imports_passed_through():
         StepSpec,
     )
 
-PENDING, RUNNING, SUCCESS, FAILED, SKIPPED = "pending", "running", "success", "failed", "skipped"
-
-
 def describe_activity_error(err: ActivityError) -> tuple[str, dict[str, Any]]:
     """Message and JSON details of a step's final failure, as the workflow saw it."""
     cause = err.cause
@@ -45,6 +43,10 @@ def describe_activity_error(err: ActivityError) -> tuple[str, dict[str, Any]]:
     if isinstance(cause, TimeoutError):
         kind = cause.type.name if cause.type else "UNKNOWN"
         details["type"] = f"Timeout.{kind}"
+        last = cause.cause  # the last attempt's own failure, when it reported one
+        if kind == "SCHEDULE_TO_CLOSE":
+            reason = last.message if isinstance(last, ApplicationError) else "no attempt succeeded"
+            return f"still failing when the step's outage budget ran out: {reason}", details
         return f"activity timed out ({kind}); the worker may have died", details
     details["type"] = type(cause).__name__ if cause else "ActivityError"
     return str(cause or err), details
@@ -52,37 +54,26 @@ def describe_activity_error(err: ActivityError) -> tuple[str, dict[str, Any]]:
 
 class ProvisioningWorkflow:
     """Not a workflow by itself: the shared body of ``ProvisionProjectWorkflow`` and
-    ``ProvisionUserWorkflow`` (handlers defined here are inherited by both)."""
+    ``ProvisionUserWorkflow`` (handlers defined here are inherited by both). Its whole state is
+    one ``ProvisionState``, which the ``state`` query returns."""
 
     STEPS: ClassVar[tuple[StepSpec, ...]] = ()
 
     def __init__(self) -> None:
-        self._input: ProvisionInput | None = None
-        self._status = "pending"
-        self._steps: dict[str, str] = {s.name: PENDING for s in self.STEPS}
-        self._failed_step: str | None = None
-        self._last_error: str | None = None
-        self._retry_pending = False
-        self._retries_requested = 0
+        self._state = ProvisionState(
+            steps={s.name: StepStatus.PENDING for s in self.STEPS},
+            generations={s.name: 0 for s in self.STEPS},
+        )
 
     # ------------------------------------------------------------------ handlers
     @workflow.query
     def state(self) -> ProvisionState:
-        inp = self._input
-        return ProvisionState(
-            project_id=inp.project_id if inp else "",
-            tenant_id=inp.tenant_id if inp else "",
-            status=self._status,
-            steps=dict(self._steps),
-            failed_step=self._failed_step,
-            last_error=self._last_error,
-            retries_requested=self._retries_requested,
-        )
+        return self._state
 
     @workflow.signal
     def retry(self, request: RetryRequest) -> None:
         """Resume from the failed step. Ignored (and logged) while nothing has failed."""
-        if self._failed_step is None or self._retry_pending:
+        if self._state.failed_step is None or self._state.retry_pending:
             workflow.logger.info("retry signal ignored: no failed step is waiting")
             return
         self._request_retry(request)
@@ -90,72 +81,89 @@ class ProvisioningWorkflow:
     @workflow.update
     async def retry_failed_step(self, request: RetryRequest) -> RetryResult:
         """Like the ``retry`` signal, but the caller learns which step resumes (or why not)."""
-        assert self._failed_step is not None
-        step = self._failed_step
+        step = self._state.failed_step
+        assert step is not None
         self._request_retry(request)
         # Answer once the step is pending again (mirror written), not merely requested.
-        await workflow.wait_condition(lambda: self._steps.get(step) != FAILED)
+        await workflow.wait_condition(lambda: self._state.steps.get(step) != StepStatus.FAILED)
         return RetryResult(step_name=step)
 
     @retry_failed_step.validator
     def _validate_retry(self, request: RetryRequest) -> None:
-        if self._failed_step is None:
-            raise ValueError(f"nothing to retry: the run is {self._status} and no step has failed")
-        if self._retry_pending:
-            raise ValueError(f"a retry of {self._failed_step} is already under way")
+        st = self._state
+        if st.failed_step is None:
+            raise ValueError(f"nothing to retry: the run is {st.status} and no step has failed")
+        if st.retry_pending:
+            raise ValueError(f"a retry of {st.failed_step} is already under way")
 
     def _request_retry(self, request: RetryRequest) -> None:
         workflow.logger.info(
             "retry of %s requested by %s: %s",
-            self._failed_step, request.requested_by or "?", request.reason or "-",
+            self._state.failed_step, request.requested_by or "?", request.reason or "-",
         )
-        self._retry_pending = True
-        self._retries_requested += 1
+        self._state.retry_pending = True
+        self._state.retries_requested += 1
 
     # --------------------------------------------------------------------- body
     async def _provision(self, input: ProvisionInput) -> ProvisionResult:
-        self._input = input
-        await self._mirror(BEGIN_PROVISIONING, BeginInput(input.project_id, list(self._steps)))
-        self._status = "provisioning"
+        st = self._state
+        st.project_id, st.tenant_id = input.project_id, input.tenant_id
+        await self._mirror(BEGIN_PROVISIONING, BeginInput(
+            input.project_id, list(st.steps), seq=self._next_status_write()
+        ))
+        st.status = ProjectStatus.PROVISIONING
         for spec in self.STEPS:
             await self._run_until_done(spec, input)
-        await self._mirror(SET_PROJECT_STATUS, ProjectStatusInput(input.project_id, "online"))
-        self._status = "online"
+        await self._set_status(ProjectStatus.ONLINE)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return ProvisionResult(input.project_id, self._status, dict(self._steps))
+        return ProvisionResult(input.project_id, st.status, dict(st.steps))
 
     async def _run_until_done(self, spec: StepSpec, input: ProvisionInput) -> None:
         """Run one step; on final failure mark it failed and wait for a retry, then run again."""
+        st = self._state
         while True:
-            self._steps[spec.name] = RUNNING
+            st.steps[spec.name] = StepStatus.RUNNING
+            generation = st.generations[spec.name]
             try:
                 result = await workflow.execute_activity(
                     spec.activity,
-                    StepInput(input.project_id),
+                    StepInput(input.project_id, generation=generation),
                     **spec.activity_options(input),
                 )
-                self._steps[spec.name] = result.status
+                st.steps[spec.name] = result.status
                 return
             except ActivityError as err:
                 message, details = describe_activity_error(err)
-                await self._fail_and_wait(spec.name, message, details)
+                await self._fail_and_wait(spec.name, generation, message, details)
 
-    async def _fail_and_wait(self, step: str, message: str, details: dict[str, Any]) -> None:
-        assert self._input is not None
-        pid = self._input.project_id
-        self._steps[step] = FAILED
-        self._failed_step, self._last_error = step, message
-        await self._mirror(MARK_STEP, MarkStepInput(pid, step, FAILED, message, details))
-        await self._mirror(SET_PROJECT_STATUS, ProjectStatusInput(pid, "failed"))
-        self._status = "failed"
+    async def _fail_and_wait(self, step: str, generation: int, message: str, details: dict[str, Any]) -> None:
+        st = self._state
+        st.steps[step] = StepStatus.FAILED
+        st.failed_step, st.last_error = step, message
+        await self._mirror(MARK_STEP, MarkStepInput(
+            st.project_id, step, StepStatus.FAILED, message, details, generation=generation
+        ))
+        await self._set_status(ProjectStatus.FAILED)
         workflow.logger.warning("step %s failed, waiting for a retry: %s", step, message)
-        await workflow.wait_condition(lambda: self._retry_pending)
-        await self._mirror(MARK_STEP, MarkStepInput(pid, step, PENDING))
-        await self._mirror(SET_PROJECT_STATUS, ProjectStatusInput(pid, "provisioning"))
-        self._status = "provisioning"
-        self._steps[step] = PENDING
-        self._failed_step = None
-        self._retry_pending = False
+        await workflow.wait_condition(lambda: st.retry_pending)
+        st.generations[step] = generation + 1
+        await self._mirror(MARK_STEP, MarkStepInput(
+            st.project_id, step, StepStatus.PENDING, generation=generation + 1
+        ))
+        await self._set_status(ProjectStatus.PROVISIONING)
+        st.steps[step] = StepStatus.PENDING
+        st.failed_step = None
+        st.retry_pending = False
+
+    async def _set_status(self, status: ProjectStatus) -> None:
+        await self._mirror(SET_PROJECT_STATUS, ProjectStatusInput(
+            self._state.project_id, status, seq=self._next_status_write()
+        ))
+        self._state.status = status
+
+    def _next_status_write(self) -> int:
+        self._state.status_writes += 1
+        return self._state.status_writes
 
     async def _mirror(self, activity: Any, arg: Any) -> None:
         await workflow.execute_activity(

@@ -95,9 +95,11 @@ async def get_project(project_id: uuid.UUID, store: StoreDep) -> ProjectDetail:
 
 @router.get("/{project_id}/steps", response_model=StepsOut, responses=_NOT_FOUND)
 async def get_steps(project_id: uuid.UUID, store: StoreDep) -> StepsOut:
-    """The provisioning steps, in the order they run, with the last error of each."""
+    """The provisioning steps in the order they run: status, result, the last error, and every
+    attempt (``attempts``, oldest first) so the whole story of a step is there."""
     project = await _get_or_404(store, project_id)
-    steps = StepOut.from_rows(project.kind, await store.get_steps(project_id))
+    rows, attempts = await store.get_steps(project_id), await store.get_attempts(project_id)
+    steps = StepOut.from_rows(project.kind, rows, attempts)
     return StepsOut(project_id=project.id, status=project.status, steps=steps)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import timedelta
@@ -13,16 +14,17 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.mirror import StepActivities, StepSkipped, step
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, AttemptOutcome, StepName
 from tenantflow.contracts import StepInput, StepResult
-from tenantflow.errors import DatabaseUnavailable, ServiceRejected
-from tenantflow.store import Store
+from tenantflow.errors import DatabaseUnavailable, MirrorUnavailable, ServiceRejected
+from tenantflow.store import Fence, Store
+from tests.conftest import eventually
 
 
 class Steps(StepActivities):
     outcome: Any = None
 
-    @step("create_tenant_database")
+    @step(StepName.CREATE_TENANT_DATABASE)
     async def body(self, input: StepInput) -> StepResult:
         await self.sleep()
         if isinstance(self.outcome, BaseException):
@@ -36,15 +38,18 @@ class Steps(StepActivities):
 
 
 class FlakyStore(Store):
-    """A mirror whose next ``step_finished`` write fails, as during a database outage."""
+    """A mirror that is unreachable for its next ``outage`` writes, as during a database restart."""
 
-    fail_next = False
+    outage = 0
 
-    async def step_finished(self, *args: Any, **kwargs: Any) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise ConnectionError("mirror database went away")
-        await super().step_finished(*args, **kwargs)
+    async def attempt_finished(self, *args: Any, **kwargs: Any) -> None:
+        if self.outage:
+            self.outage -= 1
+            raise MirrorUnavailable("the mirror database is unreachable (OperationalError)")
+        await super().attempt_finished(*args, **kwargs)
+
+
+STEP = StepName.CREATE_TENANT_DATABASE
 
 
 async def new_project(deps: Deps, name: str) -> uuid.UUID:
@@ -53,26 +58,70 @@ async def new_project(deps: Deps, name: str) -> uuid.UUID:
 
 
 async def row(deps: Deps, pid: uuid.UUID) -> Any:
-    return {s.step_name: s for s in await deps.store.get_steps(pid)}["create_tenant_database"]
+    return {s.step_name: s for s in await deps.store.get_steps(pid)}[STEP]
 
 
-def env_with_attempt(attempt: int, *, heartbeat: timedelta | None = None) -> ActivityEnvironment:
+async def attempts(deps: Deps, pid: uuid.UUID) -> list[tuple[int, int, str | None]]:
+    return [(a.generation, a.attempt, a.outcome) for a in await deps.store.get_attempts(pid)
+            if a.step_name == STEP]
+
+
+def env_with_attempt(
+    attempt: int, *, heartbeat: timedelta | None = None, start_to_close: timedelta | None = None
+) -> ActivityEnvironment:
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=attempt, heartbeat_timeout=heartbeat)
+    env.info = dataclasses.replace(env.info, attempt=attempt, heartbeat_timeout=heartbeat,
+                                   start_to_close_timeout=start_to_close)
     return env
 
 
-async def test_success_is_recorded_with_timing_and_details(deps: Deps, tenant_name: Any) -> None:
+async def test_success_is_recorded_with_timing_and_its_result(deps: Deps, tenant_name: Any) -> None:
     pid = await new_project(deps, tenant_name())
     result = await env_with_attempt(1).run(Steps(deps).body, StepInput(str(pid)))
     assert result.status == "success"
     r = await row(deps, pid)
-    assert r.status == "success" and r.retry_count == 0
+    assert r.status == "success" and r.retry_count == 0 and r.attempt == 1
     assert r.started_at <= r.completed_at
-    assert r.error_details == {"result": {"database": "t_x"}}
+    assert r.result == {"database": "t_x"}
+    assert r.error_message is None and r.error_details is None  # a result is not an error
+    assert await attempts(deps, pid) == [(0, 1, "success")]
 
 
-async def test_permanent_error_is_non_retryable_and_recorded(deps: Deps, tenant_name: Any) -> None:
+async def test_a_retryable_failure_leaves_the_row_pending_with_that_attempts_error(
+    deps: Deps, tenant_name: Any
+) -> None:
+    pid = await new_project(deps, tenant_name())
+    steps = Steps(deps)
+    steps.outcome = DatabaseUnavailable("connection refused")
+    with pytest.raises(ApplicationError) as err:
+        await env_with_attempt(1).run(steps.body, StepInput(str(pid)))
+    assert not err.value.non_retryable
+    r = await row(deps, pid)
+    # Temporal backs off and tries again: the step is not 'failed', it waits for its next attempt.
+    assert r.status == "pending" and r.attempt == 1
+    assert r.error_message == "connection refused"
+    assert r.error_details == {"type": "DatabaseUnavailable", "attempt": 1, "retryable": True}
+
+    # The next attempt: running, the last error still shown; then success clears it.
+    steps.outcome = None
+    steps.delay = 0.3  # type: ignore[attr-defined]
+    task = asyncio.create_task(env_with_attempt(2).run(steps.body, StepInput(str(pid))))
+    await eventually(lambda: _status_is(deps, pid, "running"))
+    running = await row(deps, pid)
+    assert running.error_message == "connection refused" and running.retry_count == 1
+    await task
+    r = await row(deps, pid)
+    assert r.status == "success" and r.retry_count == 1 and r.error_message is None
+    assert await attempts(deps, pid) == [(0, 1, "failed"), (0, 2, "success")]
+
+
+async def _status_is(deps: Deps, pid: uuid.UUID, status: str) -> bool:
+    return (await row(deps, pid)).status == status
+
+
+async def test_a_permanent_error_is_recorded_and_left_for_the_workflow_to_fail(
+    deps: Deps, tenant_name: Any
+) -> None:
     pid = await new_project(deps, tenant_name())
     steps = Steps(deps)
     steps.outcome = ServiceRejected("region not allowed", details={"status_code": 400})
@@ -80,45 +129,107 @@ async def test_permanent_error_is_non_retryable_and_recorded(deps: Deps, tenant_
         await env_with_attempt(3).run(steps.body, StepInput(str(pid)))
     assert err.value.non_retryable and err.value.type == "ServiceRejected"
     r = await row(deps, pid)
-    assert r.status == "failed" and r.retry_count == 2
+    # Not 'pending' (nothing will retry it) and not 'failed' yet: only the workflow writes that.
+    assert r.status == "running" and r.retry_count == 2 and r.completed_at is not None
     assert r.error_message == "region not allowed"
     assert r.error_details == {"type": "ServiceRejected", "attempt": 3, "retryable": False,
                                "status_code": 400}
+    await deps.store.step_failed(pid, STEP, generation=0, message="ignored: the attempt knows more",
+                                 details={"retry_state": "NON_RETRYABLE_FAILURE"})
+    r = await row(deps, pid)
+    assert r.status == "failed" and r.error_message == "region not allowed"
+    assert r.error_details["retry_state"] == "NON_RETRYABLE_FAILURE"
+    assert r.error_details["status_code"] == 400
 
 
-async def test_transient_error_is_retryable(deps: Deps, tenant_name: Any) -> None:
-    pid = await new_project(deps, tenant_name())
-    steps = Steps(deps)
-    steps.outcome = DatabaseUnavailable("connection refused")
-    with pytest.raises(ApplicationError) as err:
-        await env_with_attempt(1).run(steps.body, StepInput(str(pid)))
-    assert not err.value.non_retryable
-    assert (await row(deps, pid)).error_details["type"] == "DatabaseUnavailable"
-
-
-async def test_skipped_step_records_the_reason(deps: Deps, tenant_name: Any) -> None:
+async def test_skipped_step_records_the_reason_as_its_result(deps: Deps, tenant_name: Any) -> None:
     pid = await new_project(deps, tenant_name())
     steps = Steps(deps)
     steps.outcome = StepSkipped("graph_backend is 'none'")
     result = await env_with_attempt(1).run(steps.body, StepInput(str(pid)))
     assert result.status == "skipped"
     r = await row(deps, pid)
-    assert r.status == "skipped" and r.error_details == {"skipped": "graph_backend is 'none'"}
+    assert r.status == "skipped" and r.result == {"skip_reason": "graph_backend is 'none'"}
+    assert r.error_details is None
 
 
-async def test_a_failed_mirror_write_fails_the_attempt_so_the_outcome_is_not_lost(
+async def test_retry_count_never_goes_down_across_operator_retries(deps: Deps, tenant_name: Any) -> None:
+    pid = await new_project(deps, tenant_name())
+    steps = Steps(deps)
+    steps.outcome = ServiceRejected("quota exceeded")
+    for attempt in (1, 2):
+        with pytest.raises(ApplicationError):
+            await env_with_attempt(attempt).run(steps.body, StepInput(str(pid)))
+    await deps.store.step_failed(pid, STEP, generation=0, message="x", details={})
+    await deps.store.step_reset(pid, STEP, generation=1)  # an operator pressed retry
+    r = await row(deps, pid)
+    assert r.status == "pending" and r.retry_count == 1
+    assert r.error_message == "quota exceeded"  # the last error stays visible until success
+    steps.outcome = None
+    await env_with_attempt(1).run(steps.body, StepInput(str(pid), generation=1))
+    r = await row(deps, pid)
+    assert r.status == "success" and r.retry_count == 2 and r.error_message is None
+    assert await attempts(deps, pid) == [(0, 1, "failed"), (0, 2, "failed"), (1, 1, "success")]
+
+
+async def test_a_late_write_of_an_abandoned_attempt_is_ignored(deps: Deps, tenant_name: Any) -> None:
+    """Attempt 1 is paused past its heartbeat timeout; Temporal runs attempt 2, which succeeds;
+    then attempt 1 wakes up and reports a failure. The row must stay as attempt 2 left it."""
+    store, pid = deps.store, await new_project(deps, tenant_name())
+    await store.attempt_started(pid, STEP, Fence(0, 1))
+    await store.attempt_started(pid, STEP, Fence(0, 2))
+    await store.attempt_finished(pid, STEP, Fence(0, 2), outcome=AttemptOutcome.SUCCESS, result={"ok": 1})
+    await store.attempt_finished(pid, STEP, Fence(0, 1), outcome=AttemptOutcome.FAILED,
+                                 error_message="timed out", error_details={}, retryable=True)
+    await store.attempt_started(pid, STEP, Fence(0, 1))  # a replayed start: also too old
+    r = await row(deps, pid)
+    assert (r.status, r.attempt, r.result, r.error_message) == ("success", 2, {"ok": 1}, None)
+    # The history keeps attempt 1 as lost (closed when attempt 2 started), not rewritten later.
+    assert await attempts(deps, pid) == [(0, 1, "lost"), (0, 2, "success")]
+    # Nor does a late final-failure mark of an earlier generation undo an operator's retry.
+    await store.step_reset(pid, STEP, generation=1)
+    await store.step_failed(pid, STEP, generation=0, message="late", details={})
+    assert (await row(deps, pid)).status == "pending"
+
+
+async def test_project_status_writes_are_fenced_by_their_sequence(deps: Deps, tenant_name: Any) -> None:
+    pid = await new_project(deps, tenant_name())
+    await deps.store.set_project_status(pid, "failed", seq=3)
+    await deps.store.set_project_status(pid, "provisioning", seq=4)
+    await deps.store.set_project_status(pid, "failed", seq=3)  # a retried, late write
+    project = await deps.store.get_project(pid)
+    assert project is not None and project.status == "provisioning" and project.status_seq == 4
+
+
+async def test_a_mirror_outage_is_ridden_out_without_failing_the_attempt(
     deps: Deps, tenant_name: Any
 ) -> None:
     pid = await new_project(deps, tenant_name())
     flaky = FlakyStore(deps.engine)
-    flaky.fail_next = True
+    flaky.outage = 2  # two writes fail (0.5 s + 1 s of backoff), the third gets through
     steps = Steps(dataclasses.replace(deps, store=flaky))
-    with pytest.raises(ConnectionError):
-        await env_with_attempt(1).run(steps.body, StepInput(str(pid)))
-    assert (await row(deps, pid)).status == "running"  # Temporal retries this attempt...
-    await env_with_attempt(2).run(steps.body, StepInput(str(pid)))
-    r = await row(deps, pid)  # ...and the retry records the outcome
-    assert r.status == "success" and r.retry_count == 1
+    env = env_with_attempt(1, heartbeat=timedelta(seconds=1), start_to_close=timedelta(minutes=1))
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    result = await env.run(steps.body, StepInput(str(pid)))
+    assert result.status == "success"
+    r = await row(deps, pid)
+    assert r.status == "success" and r.retry_count == 0  # no attempt was spent on the outage
+    # Meanwhile the heartbeat said why the step was waiting (the Temporal Web UI shows it).
+    assert any(d and d[0].get("mirror") for d in beats)
+
+
+async def test_a_mirror_outage_longer_than_the_attempt_fails_it_retryably(
+    deps: Deps, tenant_name: Any
+) -> None:
+    pid = await new_project(deps, tenant_name())
+    flaky = FlakyStore(deps.engine)
+    flaky.outage = 100
+    steps = Steps(dataclasses.replace(deps, store=flaky))
+    # start-to-close 6 s: writes are retried until 5 s before it, so about 1 s here.
+    with pytest.raises(MirrorUnavailable):
+        await env_with_attempt(1, start_to_close=timedelta(seconds=6)).run(steps.body, StepInput(str(pid)))
+    assert (await row(deps, pid)).status == "running"  # Temporal retries; the next attempt writes
 
 
 async def test_steps_heartbeat_while_they_run(deps: Deps, tenant_name: Any) -> None:

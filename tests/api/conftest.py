@@ -16,7 +16,6 @@ from temporalio.worker import Worker
 from activities.deps import Deps
 from activities.project import ProjectActivities
 from api.main import create_app
-from tenantflow.models import StepStatus
 from tenantflow.settings import Settings
 from tests.conftest import API_TOKEN, eventually
 from tests.scripted import ScriptedSteps
@@ -54,7 +53,7 @@ async def anon(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def script(settings: Settings, deps: Deps, temporal_client: Client) -> AsyncIterator[ScriptedSteps]:
     """A worker on the settings' task queue: real workflows and mirror activities, scripted steps."""
-    steps = ScriptedSteps(deps.store, outcome=StepStatus.SKIPPED)
+    steps = ScriptedSteps(deps, skip_all=True)
     mirror = ProjectActivities(deps)
     worker = Worker(
         temporal_client,

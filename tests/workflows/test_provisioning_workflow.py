@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.deps import Deps
 from activities.project import ProjectActivities
 from tenantflow.catalog import PROJECT_STEP_NAMES, USER_STEP_NAMES
 from tenantflow.contracts import ProvisionInput, RetryRequest
+from tenantflow.errors import DatabaseUnavailable, ServiceRejected, VerificationFailed
 from tenantflow.models import ProjectKind
 from tenantflow.settings import Settings
 from tenantflow.store import Store
@@ -26,7 +26,7 @@ from workflows.user import ProvisionUserWorkflow
 
 @pytest.fixture
 async def harness(settings: Settings, deps: Deps, temporal_client: Client):  # type: ignore[no-untyped-def]
-    script = ScriptedSteps(deps.store)
+    script = ScriptedSteps(deps)
     project = ProjectActivities(deps)
     worker = Worker(
         temporal_client,
@@ -78,8 +78,7 @@ async def test_happy_path_marks_every_step_and_the_project(
 async def test_failed_step_waits_and_retry_signal_resumes_from_it(
     harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
-    harness.fail["generate_api_keys"] = ApplicationError("boom", type="ServiceRejected",
-                                                         non_retryable=True)
+    harness.fail["generate_api_keys"] = ServiceRejected("boom")
     pid, handle = await start(temporal_client, settings, deps.store, tenant_name())
 
     async def failed() -> bool:
@@ -108,7 +107,7 @@ async def test_failed_step_waits_and_retry_signal_resumes_from_it(
 async def test_retry_update_is_rejected_while_nothing_failed(
     harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
-    harness.fail["verify_services"] = ApplicationError("mismatch", non_retryable=True)
+    harness.fail["verify_services"] = VerificationFailed("mismatch")
     pid, handle = await start(temporal_client, settings, deps.store, tenant_name())
     await eventually(lambda: harness.calls["verify_services"] >= 1)
 
@@ -121,7 +120,7 @@ async def test_retry_update_is_rejected_while_nothing_failed(
     assert accepted.step_name == "verify_services"
     await handle.result()
     # A run that is still going has nothing to retry: the validator rejects the update.
-    harness.fail["create_tenant_database"] = ApplicationError("slow", type="DatabaseUnavailable")
+    harness.fail["create_tenant_database"] = DatabaseUnavailable("slow")
     _, other = await start(temporal_client, settings, deps.store, tenant_name())
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await other.execute_update(ProvisionProjectWorkflow.retry_failed_step, RetryRequest())
@@ -132,7 +131,7 @@ async def test_retry_update_is_rejected_while_nothing_failed(
 async def test_an_outage_is_ridden_out_for_the_budget_then_waits_for_a_person(
     harness: ScriptedSteps, settings: Settings, deps: Deps, temporal_client: Client, tenant_name: Any
 ) -> None:
-    harness.fail["create_tenant_schema"] = ApplicationError("db down", type="DatabaseUnavailable")
+    harness.fail["create_tenant_schema"] = DatabaseUnavailable("db down")
     pid, handle = await start(temporal_client, settings, deps.store, tenant_name(), outage_budget_seconds=3)
 
     async def failed() -> bool:
@@ -143,10 +142,11 @@ async def test_an_outage_is_ridden_out_for_the_budget_then_waits_for_a_person(
     rows = await step_rows(deps.store, pid)
     # Retried with backoff (0.1, 0.2, 0.4, ... s) until the 3 s budget ran out, not 5 times at once.
     calls = harness.calls["create_tenant_schema"]
-    assert 4 <= calls <= 8, calls
-    assert rows["create_tenant_schema"].retry_count == calls - 1
+    assert 3 <= calls <= 8, calls
+    # The attempt running when the budget ran out may have been cancelled before its body ran.
+    assert rows["create_tenant_schema"].retry_count in (calls - 1, calls)
     assert rows["create_tenant_schema"].status == "failed"
-    assert rows["create_tenant_schema"].error_message == "db down"
+    assert "db down" in rows["create_tenant_schema"].error_message
     assert rows["create_tenant_schema"].error_details["retry_state"] == "TIMEOUT"
     await handle.terminate("test over")
 
