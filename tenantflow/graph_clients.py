@@ -47,7 +47,6 @@ import httpx
 import neo4j
 import neo4j.exceptions as neo4j_exc
 
-from activities.graph_backend import GRAPH_PASSWORD
 from tenantflow.credentials import CredentialStore
 from tenantflow.errors import (
     ConfigurationError,
@@ -61,6 +60,7 @@ from tenantflow.names import validate_neo4j_database_name, validate_project_name
 from tenantflow.store import Store
 from tenantflow.tls import shared_ssl_context
 
+GRAPH_PASSWORD = "graph_password"  # credential kind of a tenant's graph password
 CONNECT_TIMEOUT_SECONDS = 10.0
 QUERY_TIMEOUT_SECONDS = 30.0
 GRAPH_ONLINE = "online"

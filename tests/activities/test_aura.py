@@ -22,7 +22,9 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aura import (
+from activities.deps import Deps
+from activities.graph import GraphActivities
+from activities.graph.aura import (
     AuraClient,
     AuraGraphBackend,
     AuraRejected,
@@ -30,9 +32,7 @@ from activities.aura import (
     http_uri,
     instance_name,
 )
-from activities.deps import Deps
-from activities.graph import GraphActivities
-from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph.backend import GRAPH_PASSWORD
 from activities.mirror import describe_error
 from devstack.ports import free_port
 from standins.aura_emulator import AuraEmulator, EmulatorConfig

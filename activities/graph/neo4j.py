@@ -58,8 +58,8 @@ from typing import Any
 import neo4j
 
 from activities.deps import Deps
-from activities.graph import Poll, poll_until, verify_with_tenant_client
-from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph.backend import GRAPH_PASSWORD
+from activities.graph.steps import Poll, poll_until, verify_with_tenant_client
 from tenantflow.errors import GraphDatabaseFailed, PermanentError
 from tenantflow.graph_clients import (
     UNSUPPORTED_ADMINISTRATION_COMMAND,

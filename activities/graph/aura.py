@@ -50,8 +50,8 @@ import httpx
 from temporalio import activity
 
 from activities.deps import Deps
-from activities.graph import Poll, poll_until
-from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph.backend import GRAPH_PASSWORD
+from activities.graph.steps import Poll, poll_until
 from tenantflow.errors import (
     ConfigurationError,
     GraphDatabaseFailed,

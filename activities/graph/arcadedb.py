@@ -31,9 +31,9 @@ import httpx
 import neo4j
 
 from activities.deps import Deps
-from activities.graph import verify_with_tenant_client
-from activities.graph_backend import GRAPH_PASSWORD
-from activities.graph_neo4j import wait_database_online
+from activities.graph.backend import GRAPH_PASSWORD
+from activities.graph.neo4j import wait_database_online
+from activities.graph.steps import verify_with_tenant_client
 from tenantflow.errors import (
     ConfigurationError,
     InvalidName,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from tenantflow.graph_clients import GRAPH_PASSWORD
 from tenantflow.models import Project
 
-GRAPH_PASSWORD = "graph_password"  # credential kind of a tenant's graph password
+__all__ = ["GRAPH_PASSWORD", "GraphBackendImpl"]
 
 
 class GraphBackendImpl(Protocol):

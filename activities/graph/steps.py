@@ -40,7 +40,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.deps import Deps
-from activities.graph_backend import GRAPH_PASSWORD, GraphBackendImpl
+from activities.graph.backend import GRAPH_PASSWORD, GraphBackendImpl
 from activities.mirror import StepActivities, StepSkipped, step
 from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
@@ -62,15 +62,15 @@ def backend_for(deps: Deps, backend: str | None = None) -> GraphBackendImpl:
     """
     chosen = GraphBackend(backend or deps.settings.graph_backend)
     if chosen is GraphBackend.NEO4J:
-        from activities.graph_neo4j import Neo4jGraphBackend
+        from activities.graph.neo4j import Neo4jGraphBackend
 
         return Neo4jGraphBackend(deps)
     if chosen is GraphBackend.ARCADEDB:
-        from activities.graph_arcadedb import ArcadeDBGraphBackend
+        from activities.graph.arcadedb import ArcadeDBGraphBackend
 
         return ArcadeDBGraphBackend(deps)
     if chosen is GraphBackend.AURA:
-        from activities.aura import AuraGraphBackend
+        from activities.graph.aura import AuraGraphBackend
 
         return AuraGraphBackend(deps)
     raise StepSkipped("graph_backend is 'none': tenants get no graph database")
