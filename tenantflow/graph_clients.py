@@ -27,8 +27,8 @@ where each tenant has its own database.
 
 Errors: driver and Query API errors become tenantflow errors here, in one place per transport
 (``translate_neo4j_error`` for Bolt, ``_query_api_error`` for HTTPS), sharing one mapping of
-Neo4j status codes (``error_for_code``). The admin side (``activities.graph_neo4j``,
-``activities.graph_arcadedb``) runs its Cypher through ``run_cypher`` and so gets the same
+Neo4j status codes (``error_for_code``). The admin side (``activities.graph.neo4j``,
+``activities.graph.arcadedb``) runs its Cypher through ``run_cypher`` and so gets the same
 translation.
 """
 

@@ -12,7 +12,7 @@ with its HTTP API: ``GET /api/v1/databases`` first (it lists every database), th
 ``POST /api/v1/server {"command": "create database NAME"}`` with basic auth. A 409
 ``DatabaseAlreadyExistsException`` (a concurrent or earlier attempt won) counts as success.
 Readiness is then polled over Bolt exactly as for Neo4j
-(``activities.graph_neo4j.wait_database_online``: ``SHOW DATABASES ... WHERE name = $name``).
+(``activities.graph.neo4j.wait_database_online``: ``SHOW DATABASES ... WHERE name = $name``).
 
 Names, as measured on ArcadeDB 26.10: the server accepts upper case (kept as given), ``-``, ``.``
 and even spaces, and refuses ``/``; database names become directory names. We use the strict
@@ -31,9 +31,8 @@ import httpx
 import neo4j
 
 from activities.deps import Deps
-from activities.graph.backend import GRAPH_PASSWORD
+from activities.graph.backend import GRAPH_PASSWORD, verify_with_tenant_client
 from activities.graph.neo4j import wait_database_online
-from activities.graph.steps import verify_with_tenant_client
 from tenantflow.errors import (
     ConfigurationError,
     InvalidName,
@@ -84,7 +83,7 @@ def arcadedb_error(failure: httpx.Response | httpx.HTTPError, *, operation: str)
 
 
 class ArcadeDBGraphBackend:
-    """:class:`activities.graph_backend.GraphBackendImpl` for an ArcadeDB server.
+    """:class:`activities.graph.backend.GraphBackendImpl` for an ArcadeDB server.
 
     Args:
         deps: The worker's dependencies.

@@ -1,7 +1,7 @@
 """Neo4j Aura: one AuraDB instance per tenant, through the Aura API v1.
 
 ``AuraClient`` speaks HTTP (OAuth2 client credentials, retries, error mapping); ``AuraGraphBackend``
-implements :class:`activities.graph_backend.GraphBackendImpl` on top of it.
+implements :class:`activities.graph.backend.GraphBackendImpl` on top of it.
 
 Errors. :func:`aura_error` is the one place HTTP failures become ours::
 
@@ -32,7 +32,7 @@ Aura did nothing. One attempt of a step runs at a time (Temporal), which is what
 list-then-create safe.
 
 The backend records the instance on the project row; ``projects.graph_status`` is kept by the
-steps in ``activities.graph``, whose ``poll_until`` also runs the readiness poll.
+steps in ``activities.graph.steps``; ``activities.graph.backend.poll_until`` runs the readiness poll.
 """
 
 from __future__ import annotations
@@ -50,8 +50,7 @@ import httpx
 from temporalio import activity
 
 from activities.deps import Deps
-from activities.graph.backend import GRAPH_PASSWORD
-from activities.graph.steps import Poll, poll_until
+from activities.graph.backend import GRAPH_PASSWORD, Poll, poll_until
 from tenantflow.errors import (
     ConfigurationError,
     GraphDatabaseFailed,
@@ -433,7 +432,7 @@ class AuraGraphBackend:
 
     # ---------------------------------------------------------------- wait_online
     async def wait_online(self, project: Project) -> dict[str, Any]:
-        """Poll the instance until ``running`` (``activities.graph.poll_until``: a heartbeat per
+        """Poll the instance until ``running`` (``activities.graph.backend.poll_until``: a heartbeat per
         poll, ``GraphDatabaseFailed`` naming the last status after ``aura_poll_timeout_seconds``);
         fails at once when the instance is destroying or gone."""
         instance_id = self._recorded_instance(project)
