@@ -6,7 +6,8 @@ GraphActivities``); the layout inside the package follows the dependencies, bott
     backend.py    the GraphBackendImpl protocol, GRAPH_PASSWORD, the shared polling and verify helpers
     neo4j.py      Neo4j self-managed (Enterprise: database per tenant; Community: label per tenant)
     arcadedb.py   ArcadeDB (database per tenant, created over HTTP, used over Bolt)
-    aura.py       Neo4j Aura (an AuraDB instance per tenant) and its API client
+    aura_api.py   the Aura API v1 client (OAuth2 token cache, requests)
+    aura.py       Neo4j Aura (an AuraDB instance per tenant), on aura_api
     steps.py      backend_for (settings.graph_backend → implementation), the step activities,
                   verify_graph
 

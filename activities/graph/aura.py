@@ -1,15 +1,11 @@
-"""Neo4j Aura: one AuraDB instance per tenant, through the Aura API v1.
+"""Neo4j Aura as a graph backend: one AuraDB instance per tenant, through the Aura API v1.
 
-``AuraClient`` speaks HTTP (OAuth2 client credentials, retries, error mapping); ``AuraGraphBackend``
-implements :class:`activities.graph.backend.GraphBackendImpl` on top of it.
-
-Errors. :func:`aura_error` is the one place HTTP failures become ours::
-
-    transport error, timeout, 5xx, 429 (retries spent)  → AuraUnavailable(ServiceUnavailable)  retryable
-    4xx (bad region, quota, unknown tenant, auth)        → AuraRejected(ServiceRejected)        permanent
-
-``AuraRejected`` carries Aura's own message (``{"errors": [{"message", "reason", "field"}]}``) and
-the status code in its details. Neither ever holds the client secret, a token or a password.
+:class:`AuraGraphBackend` implements :class:`activities.graph.backend.GraphBackendImpl` on the HTTP
+client in ``activities.graph.aura_api`` (token, requests; its errors come from the project's one
+HTTP boundary, ``tenantflow.http_errors``: outages are retryable ``ServiceUnavailable``, Aura's
+4xx are permanent ``ServiceRejected`` carrying Aura's message, status, reason and field, and
+refused client credentials are a ``ConfigurationError``). None of them ever holds the client
+secret, a token or a password.
 
 Never two instances. ``POST /v1/instances`` is not idempotent and Aura bills per instance, so
 ``create``:
@@ -26,9 +22,9 @@ Never two instances. ``POST /v1/instances`` is not idempotent and Aura bills per
    that order and in the same activity call. "Row names an instance" therefore implies "its
    password is stored"; a crash between the two leaves the row empty, and 3 cleans up.
 
-The client never retries the POST after a 5xx or a lost response (Aura may have acted); the next
-attempt of the step finds the instance by name (3). A 429 or a refused connection is retried:
-Aura did nothing. One attempt of a step runs at a time (Temporal), which is what makes
+The client never repeats the POST after a 5xx or a lost response (Aura may have acted); the next
+attempt of the step finds the instance by name (3). Only a 429 that says when is repeated: Aura
+did nothing. One attempt of a step runs at a time (Temporal), which is what makes
 list-then-create safe.
 
 The backend records the instance on the project row; ``projects.graph_status`` is kept by the
@@ -38,18 +34,15 @@ steps in ``activities.graph.steps``; ``activities.graph.backend.poll_until`` run
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
 import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from temporalio import activity
 
 from activities.deps import Deps
+from activities.graph.aura_api import SERVICE, AuraClient
 from activities.graph.backend import GRAPH_PASSWORD, Poll, poll_until
 from tenantflow.errors import (
     ConfigurationError,
@@ -57,240 +50,18 @@ from tenantflow.errors import (
     ServiceRejected,
     ServiceUnavailable,
     StillWaiting,
-    TenantflowError,
     VerificationFailed,
 )
 from tenantflow.models import Project
-from tenantflow.settings import Settings
-from tenantflow.tls import shared_ssl_context
 
 log = logging.getLogger(__name__)
 
-SERVICE = "aura"
 RUNNING = "running"
 GONE_STATUSES = frozenset({"destroying", "destroyed"})
 NAME_PREFIX = "tf-"
 NAME_MAX = 30  # Aura's limit on instance names
 GRAPH_DATABASE = "neo4j"  # every Aura instance serves its data from the default database
 GRAPH_MODE = "instance-per-tenant"  # projects.graph_mode: the tenant owns a whole instance
-
-
-class AuraUnavailable(ServiceUnavailable):
-    """Aura could not be reached or answered 5xx/429 after the client's retries (retryable)."""
-
-
-class AuraRejected(ServiceRejected):
-    """Aura answered 4xx: bad region or size, quota, unknown tenant, credentials (permanent)."""
-
-
-# --------------------------------------------------------------------------- errors
-def _aura_messages(response: httpx.Response) -> tuple[str, dict[str, Any]]:
-    """Aura's error text and its first reason/field, from ``{"errors": [...]}`` (or OAuth's form)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason_phrase or "no error body", {}
-    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
-        errors = [e for e in body["errors"] if isinstance(e, dict)]
-        message = "; ".join(str(e.get("message", "")) for e in errors if e.get("message"))
-        first = errors[0] if errors else {}
-        extra = {k: first[k] for k in ("reason", "field") if first.get(k) is not None}
-        return message or response.reason_phrase, extra
-    if isinstance(body, dict) and body.get("error"):  # OAuth2 error response
-        return str(body.get("error_description") or body["error"]), {"reason": str(body["error"])}
-    return response.reason_phrase or "unexpected error body", {}
-
-
-def aura_error(failure: httpx.Response | httpx.HTTPError, *, operation: str) -> TenantflowError:
-    """Translate a failed Aura call (an error response or an httpx exception) into our error."""
-    details: dict[str, Any] = {"service": SERVICE, "operation": operation}
-    if isinstance(failure, httpx.HTTPError):
-        details["error"] = type(failure).__name__
-        kind = "timed out" if isinstance(failure, httpx.TimeoutException) else "failed"
-        return AuraUnavailable(f"Aura API {operation} {kind}: {type(failure).__name__}", details=details)
-    status = failure.status_code
-    message, extra = _aura_messages(failure)
-    details.update(status_code=status, **extra)
-    retry_after = _retry_after(failure)
-    if retry_after is not None:
-        details["retry_after_seconds"] = retry_after
-    if status == 429 or status >= 500:
-        return AuraUnavailable(f"Aura API {operation} answered {status}: {message}", details=details)
-    return AuraRejected(f"Aura API rejected {operation} ({status}): {message}", details=details)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date), if the response has one."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
-# --------------------------------------------------------------------------- client
-class AuraClient:
-    """The Aura API v1 over HTTP, with a cached OAuth2 token and bounded retries.
-
-    Idempotent requests (GET, DELETE, the token request) are retried on transport errors, timeouts,
-    5xx and 429. ``create_instance`` is retried only when Aura certainly did nothing: 429, or a
-    connection that never opened. A 401/403 refreshes the token once and repeats the request.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        max_retries: int = 4,
-        backoff_seconds: float = 0.5,
-        max_backoff_seconds: float = 10.0,
-        max_retry_after_seconds: float = 60.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._client_id = settings.aura_client_id
-        self._client_secret = settings.aura_client_secret
-        self._http = httpx.AsyncClient(
-            base_url=settings.aura_api_url.rstrip("/"),
-            timeout=settings.aura_request_timeout_seconds,
-            transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "tenantflow"},
-            verify=shared_ssl_context(),
-        )
-        self._max_retries = max_retries
-        self._backoff = backoff_seconds
-        self._max_backoff = max_backoff_seconds
-        self._max_retry_after = max_retry_after_seconds
-        self._token: str | None = None
-        self._token_expires = 0.0  # monotonic
-        self._token_lock = asyncio.Lock()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    # ------------------------------------------------------------------ instances
-    async def create_instance(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``POST /v1/instances``; the returned ``data`` holds the only copy of the password."""
-        response = await self._request("POST", "/v1/instances", "create instance", json=body,
-                                       idempotent=False)
-        return _data(response, "create instance")
-
-    async def get_instance(self, instance_id: str) -> dict[str, Any] | None:
-        """``GET /v1/instances/{id}``; None if Aura does not know the instance (404)."""
-        response = await self._request("GET", f"/v1/instances/{instance_id}", "get instance",
-                                       not_found_ok=True)
-        return None if response.status_code == 404 else _data(response, "get instance")
-
-    async def list_instances(self, tenant_id: str) -> list[dict[str, Any]]:
-        """``GET /v1/instances?tenantId=``: the tenant's instances (id, name, ... per item)."""
-        response = await self._request("GET", "/v1/instances", "list instances",
-                                       params={"tenantId": tenant_id})
-        data = _data(response, "list instances")
-        return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
-
-    async def delete_instance(self, instance_id: str) -> bool:
-        """``DELETE /v1/instances/{id}``; False if it was already gone (404)."""
-        response = await self._request("DELETE", f"/v1/instances/{instance_id}", "delete instance",
-                                       not_found_ok=True)
-        return response.status_code != 404
-
-    # ---------------------------------------------------------------------- token
-    async def _access_token(self, *, stale: str | None = None) -> str:
-        """The cached token, fetched anew when close to expiry or when ``stale`` was rejected."""
-        async with self._token_lock:
-            if self._token is not None and self._token == stale:
-                self._token = None
-            if self._token is None or time.monotonic() >= self._token_expires:
-                response = await self._send(
-                    "POST", "/oauth/token", "authenticate", idempotent=True,
-                    data={"grant_type": "client_credentials"},
-                    auth=(self._client_id, self._client_secret.get_secret_value()),
-                )
-                if response.is_error:
-                    raise aura_error(response, operation="authenticate")
-                try:
-                    body = response.json()
-                    token, ttl = str(body["access_token"]), float(body.get("expires_in", 3600))
-                except (ValueError, KeyError, TypeError):
-                    raise AuraUnavailable(
-                        "Aura API authenticate returned an unreadable token response",
-                        details={"service": SERVICE, "operation": "authenticate"},
-                    ) from None
-                # Refresh a little before Aura would, so a request never carries a dying token.
-                self._token = token
-                self._token_expires = time.monotonic() + ttl - min(60.0, ttl * 0.1)
-            return self._token
-
-    # ------------------------------------------------------------------- requests
-    async def _request(
-        self, method: str, path: str, operation: str, *, idempotent: bool = True,
-        not_found_ok: bool = False, **kwargs: Any,
-    ) -> httpx.Response:
-        """An authenticated call; raises our error unless it succeeded (or 404 when allowed)."""
-        token = await self._access_token()
-        response = await self._send(method, path, operation, idempotent=idempotent, token=token, **kwargs)
-        if response.status_code in (401, 403):
-            # Expired (403) or revoked (401) token: fetch a new one and try once more.
-            token = await self._access_token(stale=token)
-            response = await self._send(method, path, operation, idempotent=idempotent, token=token,
-                                        **kwargs)
-        if response.is_success or (not_found_ok and response.status_code == 404):
-            return response
-        raise aura_error(response, operation=operation)
-
-    async def _send(
-        self, method: str, path: str, operation: str, *, idempotent: bool, token: str | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        """One logical request with bounded retries of 429, 5xx and transport errors.
-
-        Returns the last response (maybe an error one); raises ``AuraUnavailable`` for transport
-        errors it may not or can no longer retry.
-        """
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        for attempt in range(self._max_retries + 1):
-            last = attempt == self._max_retries
-            try:
-                response = await self._http.request(method, path, headers=headers, **kwargs)
-            except httpx.HTTPError as exc:
-                # A connection that never opened carried nothing: safe to repeat even a POST.
-                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                if last or not (idempotent or never_sent) or not isinstance(exc, httpx.TransportError):
-                    raise aura_error(exc, operation=operation) from None
-                await self._pause(attempt, None, operation, type(exc).__name__)
-                continue
-            status = response.status_code
-            retryable = status == 429 or (status >= 500 and idempotent)
-            if not retryable or last:
-                return response
-            retry_after = _retry_after(response)
-            if retry_after is not None and retry_after > self._max_retry_after:
-                return response  # too long to wait inside an activity: Temporal retries later
-            await self._pause(attempt, retry_after, operation, str(status))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _pause(self, attempt: int, retry_after: float | None, operation: str, why: str) -> None:
-        backoff = min(self._backoff * 2**attempt, self._max_backoff) * random.uniform(0.8, 1.2)
-        delay = max(backoff, retry_after or 0.0)
-        log.info("Aura API %s: %s, retrying in %.2fs (retry %d of %d)", operation, why, delay,
-                 attempt + 1, self._max_retries)
-        await asyncio.sleep(delay)
-
-
-def _data(response: httpx.Response, operation: str) -> Any:
-    try:
-        return response.json()["data"]
-    except (ValueError, KeyError, TypeError):
-        raise AuraUnavailable(
-            f"Aura API {operation} returned an unreadable body",
-            details={"service": SERVICE, "operation": operation, "status_code": response.status_code},
-        ) from None
 
 
 # --------------------------------------------------------------------------- backend
@@ -308,7 +79,7 @@ def http_uri(connection_url: str) -> str:
     """``neo4j+s://host[:port]`` → ``https://host`` (where Aura serves the Query API)."""
     host = urlsplit(connection_url).hostname
     if not host:
-        raise AuraUnavailable(
+        raise ServiceUnavailable(
             "Aura returned an instance without a usable connection_url",
             details={"service": SERVICE, "operation": "create instance"},
         )
@@ -381,8 +152,8 @@ class AuraGraphBackend:
                 )
                 try:
                     await self.client.delete_instance(inst["id"])
-                except AuraRejected as exc:
-                    if exc.details.get("status_code") != 409:
+                except ServiceRejected as exc:
+                    if exc.details.get("status") != 409:
                         raise
                     continue  # not deletable in its current state yet (e.g. still creating)
                 deleted.append(inst["id"])
@@ -413,7 +184,7 @@ class AuraGraphBackend:
         instance_id = str(created.get("id") or "")
         password = created.pop("password", None)
         if not instance_id or not password or not created.get("connection_url"):
-            raise AuraUnavailable(
+            raise ServiceUnavailable(
                 "Aura created an instance but its answer lacks id, connection_url or password",
                 details={"service": SERVICE, "operation": "create instance", "instance_id": instance_id},
             )
