@@ -1,18 +1,15 @@
 """The one HTTP mechanism the platform service clients (auth, realtime, storage) share.
 
 Every client goes through ``service_client``: an ``httpx.AsyncClient`` with the configured timeout and
-the service's admin credential, whose ``request`` translates every failure in ONE place
-(``service_error``), the way httpx's ``map_httpcore_exceptions`` does for its own boundary::
-
-    transport error (connect, read, write, pool)    → ServiceUnavailable  retryable, no status
-    timeout                                         → ServiceUnavailable  retryable, no status
-    HTTP 408, 425, 429, 5xx                         → ServiceUnavailable  retryable, status in details
-    any other HTTP 4xx                              → ServiceRejected     non-retryable, status and the
-                                                                          service's own message in details
+the service's admin credential, whose ``request`` sends through the project's one HTTP error boundary,
+``tenantflow.http_errors`` (its table: transport errors, timeouts, 408/425/429 and 5xx are retryable
+``ServiceUnavailable``; 401/403 are ``ConfigurationError``, our admin key is wrong; other 4xx are
+``ServiceRejected``). This module adds only what is particular to these services: how they explain an
+error (``service_message``) and which secrets to scrub from it.
 
 Secrets: admin keys travel only in headers, tenant secrets only in request bodies; neither is ever put
 in a message or in ``details``. Each client knows the secrets it sends (the tenant's and its admin key)
-and scrubs them (``redact``) from a service's error message, should the service echo one back.
+and the boundary scrubs them (``redact``) from a service's error message, should the service echo one.
 
 Idempotency: writes carry ``Idempotency-Key: <uuid5(project id, step)>``, stable across every retry of
 the same step for the same tenant, so a service that honours the header collapses duplicates; the
@@ -35,7 +32,8 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from tenantflow.catalog import StepName
-from tenantflow.errors import ServiceRejected, ServiceUnavailable, TenantflowError
+from tenantflow.errors import TenantflowError
+from tenantflow.http_errors import REDACTED, HttpService, Said, json_body
 from tenantflow.names import validate_project_name
 from tenantflow.settings import Settings
 from tenantflow.tls import shared_ssl_context
@@ -43,10 +41,6 @@ from tenantflow.tls import shared_ssl_context
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Fixed namespace: the same (project, step) must give the same key in every worker, forever.
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c2a4e-3b7d-5e8f-9a0b-1c2d3e4f5a6b")
-# 4xx statuses that mean "try again later", not "your request is wrong".
-RETRYABLE_4XX = frozenset({408, 425, 429})
-MAX_SERVICE_MESSAGE = 300
-REDACTED = "[redacted]"
 
 
 # ------------------------------------------------------------------------------------- credentials
@@ -83,83 +77,28 @@ def tenant_path(template: str, tenant: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ errors
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each (non-empty) secret replaced by ``[redacted]``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def service_message(response: httpx.Response, *, secrets: Iterable[str] = ()) -> str:
-    """The service's own explanation of an error response, as short text, ``secrets`` scrubbed.
+def service_message(response: httpx.Response) -> Said:
+    """The service's own explanation of an error response (scrubbed and cut by the boundary).
 
     Understands the error shapes of the services we talk to: ``{"message": ...}`` (storage, ours),
     ``{"error": ...}`` / ``{"msg": ...}`` / ``{"error_description": ...}`` (GoTrue-like) and
     ``{"errors": {field: [problems]}}`` (realtime's changeset errors).
     """
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text
-    text = ""
-    if isinstance(body, Mapping):
-        for key in ("message", "msg", "error_description", "error", "detail"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                text = value
-                break
-        errors = body.get("errors")
-        if not text and isinstance(errors, Mapping):
-            text = "; ".join(
-                f"{name} {', '.join(map(str, p)) if isinstance(p, list) else p}"
-                for name, p in errors.items()
-            )
-    elif isinstance(body, str):
-        text = body.strip()
-    # Scrub before cutting, so no prefix of a secret survives at the cut.
-    text = redact(text, secrets) or response.reason_phrase or "no message"
-    return text if len(text) <= MAX_SERVICE_MESSAGE else text[: MAX_SERVICE_MESSAGE - 1] + "…"
-
-
-def service_error(
-    service: str,
-    method: str,
-    path: str,
-    outcome: httpx.Response | httpx.HTTPError,
-    *,
-    secrets: Iterable[str] = (),
-) -> TenantflowError:
-    """THE translation of an HTTP failure of a platform service into our error tree.
-
-    Args:
-        service: ``auth``, ``realtime`` or ``storage`` (goes into the message and details).
-        method: The HTTP method of the failed request.
-        path: The request path relative to the service's base URL (holds no secret).
-        outcome: The unsuccessful response, or the exception httpx raised.
-        secrets: Values to scrub from the service's message, in case it echoes them.
-
-    Returns:
-        ``ServiceRejected`` (non-retryable) for a 4xx that retrying cannot fix, else
-        ``ServiceUnavailable`` (retryable).
-    """
-    details: dict[str, Any] = {"service": service, "method": method, "path": path}
-    if isinstance(outcome, httpx.Response):
-        status = outcome.status_code
-        said = service_message(outcome, secrets=secrets)
-        details |= {"status": status, "service_message": said}
-        if 400 <= status < 500 and status not in RETRYABLE_4XX:
-            return ServiceRejected(
-                f"{service} service rejected {method} {path}: HTTP {status}: {said}", details=details
-            )
-        return ServiceUnavailable(
-            f"{service} service unavailable ({method} {path}): HTTP {status}: {said}", details=details
-        )
-    kind = "timed out" if isinstance(outcome, httpx.TimeoutException) else "unreachable"
-    details |= {"status": None, "error": type(outcome).__name__}
-    return ServiceUnavailable(
-        f"{service} service {kind} ({method} {path}): {type(outcome).__name__}", details=details
-    )
+    body = json_body(response)
+    if isinstance(body, str):
+        return Said(body.strip())
+    if not isinstance(body, Mapping):
+        return Said("")
+    for key in ("message", "msg", "error_description", "error", "detail"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return Said(value)
+    errors = body.get("errors")
+    if isinstance(errors, Mapping):
+        return Said("; ".join(
+            f"{name} {', '.join(map(str, p)) if isinstance(p, list) else p}" for name, p in errors.items()
+        ))
+    return Said("")
 
 
 # ------------------------------------------------------------------------------------------ client
@@ -169,7 +108,7 @@ class ServiceClient:
     def __init__(self, service: str, http: httpx.AsyncClient, *, secrets: Iterable[str] = ()) -> None:
         self.service = service
         self._http = http
-        self._secrets = tuple(s for s in secrets if s)
+        self._boundary = HttpService(service, read=service_message, secrets=tuple(s for s in secrets if s))
 
     async def request(
         self,
@@ -191,20 +130,15 @@ class ServiceClient:
 
         Raises:
             ServiceRejected: the service answered a 4xx that retrying cannot fix.
+            ConfigurationError: the service refused our admin key (401/403).
             ServiceUnavailable: timeout, connection error, 5xx, 408/425/429.
         """
-        try:
-            response = await self._http.request(method, path, json=json, headers=headers)
-        except httpx.HTTPError as exc:
-            # ``from None``: the httpx exception holds the request, and the request holds headers.
-            raise self.error(method, path, exc) from None
-        if response.is_success or response.status_code in set(accept):
-            return response
-        raise self.error(method, path, response)
+        return await self._boundary.request(self._http, method, path, json=json, headers=headers,
+                                            accept=frozenset(accept))
 
     def error(self, method: str, path: str, outcome: httpx.Response | httpx.HTTPError) -> TenantflowError:
-        """``service_error`` for this service, scrubbing the secrets this client was given."""
-        return service_error(self.service, method, path, outcome, secrets=self._secrets)
+        """Our error for a response the caller accepted and then judged a failure after all."""
+        return self._boundary.error(outcome, method=method, path=path)
 
 
 @asynccontextmanager

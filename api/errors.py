@@ -5,14 +5,17 @@ installed here, and ``to_http`` decides the status code and the message (``{"det
 Messages are ours or the workflow's own rejection reason, never a driver's text, so they hold no
 connection strings or secrets.
 
-Mapping (first match wins):
+Mapping: ``ANSWERS``, a table from exception type to status code and ``detail``, looked up along the
+exception's MRO, so the most specific entry wins (``InvalidName`` before ``PermanentError``,
+``WebhookNotConfigured`` before ``WebhookRejected``) whatever the table's order:
 
 - ``WorkflowUpdateFailedError`` → 409 with the workflow's reason (its update validator refused:
   nothing has failed, a retry is already under way).
 - ``WorkflowUpdateRPCTimeoutOrCancelledError`` → 504: no worker took the update in time.
 - ``WorkflowAlreadyStartedError`` → 409: the run exists already.
 - ``RPCError``: NOT_FOUND → 409 (every workflow the API addresses belongs to a known project, so
-  "not found" means "no longer running"); UNAVAILABLE / DEADLINE_EXCEEDED → 503; others → 502.
+  "not found" means "no longer running"); UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED → 503;
+  others → 502.
 - SQLAlchemy connection and pool errors → 503: the mirror database is unreachable.
 - ``pydantic.ValidationError`` from a body the route parses itself → 400 for bad JSON, else 422.
 - ``WebhookNotConfigured`` → 503; ``WebhookRejected`` → 401.
@@ -22,83 +25,112 @@ Mapping (first match wins):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from pydantic_core import ErrorDetails
 from sqlalchemy import exc as sa_exc
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.webhook_auth import WebhookNotConfigured, WebhookRejected
-from tenantflow.errors import InvalidName, PermanentError, TransientError
+from tenantflow.errors import InvalidName, PermanentError, TenantflowError, TransientError
 
 log = logging.getLogger(__name__)
 
 _RPC_UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
-_DB_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
-HANDLED: tuple[type[Exception], ...] = (
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowAlreadyStartedError,
-    RPCError,
-    *_DB_UNREACHABLE,
-    pydantic.ValidationError,
-    WebhookRejected,
-    InvalidName,
-    TransientError,
-    PermanentError,
-)
+
+@dataclass(frozen=True)
+class Answer:
+    """The response to one kind of error: its status code and how ``detail`` is told."""
+
+    status: int
+    detail: Callable[[Any], Any]
+
+
+def said(text: str) -> Callable[[Any], str]:
+    """A fixed ``detail``, whatever the exception says (foreign messages may carry connection details)."""
+    return lambda _: text
+
+
+def _message(exc: TenantflowError) -> str:
+    return exc.message
+
+
+def _reason(exc: WebhookRejected) -> str:
+    return exc.reason
+
+
+def _update_reason(exc: WorkflowUpdateFailedError) -> str:
+    cause = exc.cause
+    return cause.message if isinstance(cause, ApplicationError) else "the workflow rejected the request"
+
+
+def _rpc_answer(exc: RPCError) -> Answer:
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return Answer(status.HTTP_409_CONFLICT, said("the provisioning run is not running (it has finished)"))
+    if exc.status in _RPC_UNREACHABLE:
+        return Answer(status.HTTP_503_SERVICE_UNAVAILABLE, said("Temporal is unavailable"))
+    return Answer(status.HTTP_502_BAD_GATEWAY, said(f"Temporal answered {exc.status.name}"))
+
+
+def _validation_errors(exc: pydantic.ValidationError) -> list[ErrorDetails]:
+    return exc.errors(include_url=False, include_input=False, include_context=False)
+
+
+def _body_errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
+    # Like FastAPI's own 422 body, minus the input (a webhook's record may hold personal data).
+    return [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in _validation_errors(exc)]
+
+
+def _validation_answer(exc: pydantic.ValidationError) -> Answer:
+    if any(e["type"] == "json_invalid" for e in _validation_errors(exc)):
+        return Answer(status.HTTP_400_BAD_REQUEST, said("the request body is not valid JSON"))
+    return Answer(status.HTTP_422_UNPROCESSABLE_CONTENT, _body_errors)
+
+
+_MIRROR_DOWN = Answer(status.HTTP_503_SERVICE_UNAVAILABLE, said("the mirror database is unavailable"))
+
+# An ``Answer``, or a function of the exception for the types whose answer depends on the instance.
+ANSWERS: dict[type[Exception], Answer | Callable[[Any], Answer]] = {
+    WorkflowUpdateFailedError: Answer(status.HTTP_409_CONFLICT, _update_reason),
+    WorkflowUpdateRPCTimeoutOrCancelledError: Answer(
+        status.HTTP_504_GATEWAY_TIMEOUT, said("the workflow did not answer in time (is a worker running?)")
+    ),
+    WorkflowAlreadyStartedError: Answer(
+        status.HTTP_409_CONFLICT, said("the provisioning run already exists")
+    ),
+    RPCError: _rpc_answer,
+    sa_exc.OperationalError: _MIRROR_DOWN,
+    sa_exc.InterfaceError: _MIRROR_DOWN,
+    sa_exc.TimeoutError: _MIRROR_DOWN,
+    pydantic.ValidationError: _validation_answer,
+    WebhookNotConfigured: Answer(status.HTTP_503_SERVICE_UNAVAILABLE, _reason),
+    WebhookRejected: Answer(status.HTTP_401_UNAUTHORIZED, _reason),
+    InvalidName: Answer(status.HTTP_422_UNPROCESSABLE_CONTENT, _message),
+    TransientError: Answer(status.HTTP_503_SERVICE_UNAVAILABLE, _message),
+    PermanentError: Answer(status.HTTP_409_CONFLICT, _message),
+}
+HANDLED: tuple[type[Exception], ...] = tuple(ANSWERS)
 
 
 def to_http(exc: Exception) -> tuple[int, Any]:
-    """The status code and ``detail`` of the response for ``exc`` (one of ``HANDLED``)."""
-    if isinstance(exc, WorkflowUpdateFailedError):
-        cause = exc.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else "the workflow rejected the request"
-        return status.HTTP_409_CONFLICT, reason
-    if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
-        return status.HTTP_504_GATEWAY_TIMEOUT, "the workflow did not answer in time (is a worker running?)"
-    if isinstance(exc, WorkflowAlreadyStartedError):
-        return status.HTTP_409_CONFLICT, "the provisioning run already exists"
-    if isinstance(exc, RPCError):
-        return _rpc_to_http(exc)
-    if isinstance(exc, _DB_UNREACHABLE):
-        return status.HTTP_503_SERVICE_UNAVAILABLE, "the mirror database is unavailable"
-    if isinstance(exc, pydantic.ValidationError):
-        return _validation_to_http(exc)
-    if isinstance(exc, WebhookNotConfigured):
-        return status.HTTP_503_SERVICE_UNAVAILABLE, exc.reason
-    if isinstance(exc, WebhookRejected):
-        return status.HTTP_401_UNAUTHORIZED, exc.reason
-    if isinstance(exc, InvalidName):
-        return status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message
-    if isinstance(exc, TransientError):
-        return status.HTTP_503_SERVICE_UNAVAILABLE, exc.message
-    if isinstance(exc, PermanentError):
-        return status.HTTP_409_CONFLICT, exc.message
-    raise TypeError(f"no HTTP mapping for {type(exc).__name__}")  # a bug: HANDLED and to_http disagree
+    """The status code and ``detail`` of the response for ``exc`` (an instance of one of ``HANDLED``).
 
-
-def _rpc_to_http(exc: RPCError) -> tuple[int, str]:
-    if exc.status == RPCStatusCode.NOT_FOUND:
-        return status.HTTP_409_CONFLICT, "the provisioning run is not running (it has finished)"
-    if exc.status in _RPC_UNREACHABLE:
-        return status.HTTP_503_SERVICE_UNAVAILABLE, "Temporal is unavailable"
-    return status.HTTP_502_BAD_GATEWAY, f"Temporal answered {exc.status.name}"
-
-
-def _validation_to_http(exc: pydantic.ValidationError) -> tuple[int, Any]:
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    if any(e["type"] == "json_invalid" for e in errors):
-        return status.HTTP_400_BAD_REQUEST, "the request body is not valid JSON"
-    # Like FastAPI's own 422 body, minus the input (a webhook's record may hold personal data).
-    return status.HTTP_422_UNPROCESSABLE_CONTENT, [
-        {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors
-    ]
+    The most specific entry of ``ANSWERS`` along the exception's MRO decides.
+    """
+    for kind in type(exc).__mro__:
+        entry = ANSWERS.get(kind)
+        if entry is not None:
+            answer = entry if isinstance(entry, Answer) else entry(exc)
+            return answer.status, answer.detail(exc)
+    raise TypeError(f"no HTTP mapping for {type(exc).__name__}")  # a bug: a handler without an answer
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:

@@ -157,13 +157,13 @@ class PostgresServer:
                 time.sleep(0.1)
 
     def _run(self, cmd: list[str], *, check: bool = True) -> None:
-        kwargs = {}
-        if self.user is not None:
-            kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+        # As the unprivileged user when we are root (PostgreSQL refuses to run as root); None: as we are.
+        uid, gid = (self.user.pw_uid, self.user.pw_gid) if self.user else (None, None)
+        groups: list[int] | None = [] if self.user else None  # [] drops root's supplementary groups
         # A session of its own: Ctrl-C in a terminal reaches our launcher, not the postmaster, so the
         # launcher can stop the stack in order.
         done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.base_dir,
-                              start_new_session=True, **kwargs)  # type: ignore[arg-type]
+                              start_new_session=True, user=uid, group=gid, extra_groups=groups)
         if check and done.returncode != 0:
             err = done.stderr.decode(errors="replace").strip()
             raise RuntimeError(f"{Path(cmd[0]).name} failed (exit {done.returncode}): {err}")

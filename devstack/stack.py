@@ -457,7 +457,7 @@ class DevStack:
         def exit_code() -> int | None:
             return server.proc.poll() if server.proc else -1
 
-        self.running.append(Running("temporal", server.stop, lambda: server.proc and server.proc.pid,
+        self.running.append(Running("temporal", server.stop, lambda: server.proc.pid if server.proc else None,
                                     self.logs / "temporal.log", exit_code))
         server.start(log_file=self.logs / "temporal.log", timeout=self.options.start_timeout)
 
@@ -472,7 +472,7 @@ class DevStack:
         def exit_code() -> int | None:
             return server.proc.poll() if server.proc else -1
 
-        self.running.append(Running("arcadedb", server.stop, lambda: server.proc and server.proc.pid,
+        self.running.append(Running("arcadedb", server.stop, lambda: server.proc.pid if server.proc else None,
                                     log, exit_code))
         return server
 

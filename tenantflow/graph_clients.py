@@ -27,8 +27,8 @@ where each tenant has its own database.
 
 Errors: driver and Query API errors become tenantflow errors here, in one place per transport
 (``translate_neo4j_error`` for Bolt, ``_query_api_error`` for HTTPS), sharing one mapping of
-Neo4j status codes (``error_for_code``). The admin side (``activities.graph_neo4j``,
-``activities.graph_arcadedb``) runs its Cypher through ``run_cypher`` and so gets the same
+Neo4j status codes (``error_for_code``). The admin side (``activities.graph.neo4j``,
+``activities.graph.arcadedb``) runs its Cypher through ``run_cypher`` and so gets the same
 translation.
 """
 
@@ -47,7 +47,6 @@ import httpx
 import neo4j
 import neo4j.exceptions as neo4j_exc
 
-from activities.graph_backend import GRAPH_PASSWORD
 from tenantflow.credentials import CredentialStore
 from tenantflow.errors import (
     ConfigurationError,
@@ -61,6 +60,7 @@ from tenantflow.names import validate_neo4j_database_name, validate_project_name
 from tenantflow.store import Store
 from tenantflow.tls import shared_ssl_context
 
+GRAPH_PASSWORD = "graph_password"  # credential kind of a tenant's graph password
 CONNECT_TIMEOUT_SECONDS = 10.0
 QUERY_TIMEOUT_SECONDS = 30.0
 GRAPH_ONLINE = "online"

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from activities.deps import Deps
-from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph.backend import GRAPH_PASSWORD
 from devstack.arcadedb import ArcadeDBServer
 from standins.server import ThreadedServer
 from tenantflow.catalog import PROJECT_STEP_NAMES, USER_STEP_NAMES

@@ -1,6 +1,7 @@
 """The Aura backend against the Aura API emulator, served over real HTTP on a loopback port.
 
-Client: token caching and refresh, 429/5xx retries, 4xx mapped to non-retryable errors.
+Client: token caching and refresh, a 429 with Retry-After waited out, everything else raised at once
+(outages retryable by Temporal, 4xx and refused credentials not).
 Backend (run in ``ActivityEnvironment``): create + wait online, exactly one instance whatever
 point of ``create`` a crash interrupts, secrets only in the credential store.
 """
@@ -22,24 +23,26 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aura import (
-    AuraClient,
-    AuraGraphBackend,
-    AuraRejected,
-    AuraUnavailable,
-    http_uri,
-    instance_name,
-)
 from activities.deps import Deps
 from activities.graph import GraphActivities
-from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph.aura import AuraGraphBackend, http_uri, instance_name
+from activities.graph.aura_api import AuraClient
+from activities.graph.backend import GRAPH_PASSWORD
 from activities.mirror import describe_error
 from devstack.ports import free_port
 from standins.aura_emulator import AuraEmulator, EmulatorConfig
 from standins.server import ThreadedServer
 from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput
-from tenantflow.errors import GraphDatabaseFailed, StillWaiting, TransientError, VerificationFailed
+from tenantflow.errors import (
+    ConfigurationError,
+    GraphDatabaseFailed,
+    ServiceRejected,
+    ServiceUnavailable,
+    StillWaiting,
+    TransientError,
+    VerificationFailed,
+)
 from tenantflow.models import Project
 from tenantflow.settings import Settings
 
@@ -86,13 +89,13 @@ def aura_settings(make_settings: Callable[..., Settings], emulator: AuraEmulator
 async def make_backend(
     aura_settings: Callable[..., Settings],
 ) -> AsyncIterator[Callable[..., AuraGraphBackend]]:
-    """``make_backend(**settings_overrides)``: a backend with fast client retries; closed after."""
+    """``make_backend(**settings_overrides)``: a backend on the emulator; closed after."""
     opened: list[tuple[AuraGraphBackend, Deps]] = []
 
     def make(**overrides: Any) -> AuraGraphBackend:
         settings = aura_settings(**overrides)
         deps = Deps.from_settings(settings)
-        backend = AuraGraphBackend(deps, client=fast_client(settings))
+        backend = AuraGraphBackend(deps, client=AuraClient(settings))
         opened.append((backend, deps))
         return backend
 
@@ -109,13 +112,9 @@ def backend(make_backend: Callable[..., AuraGraphBackend]) -> AuraGraphBackend:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(aura_settings: Callable[..., Settings]) -> AsyncIterator[AuraClient]:
-    c = fast_client(aura_settings())
+    c = AuraClient(aura_settings())
     yield c
     await c.aclose()
-
-
-def fast_client(settings: Settings, **options: Any) -> AuraClient:
-    return AuraClient(settings, **{"backoff_seconds": 0.02, "max_backoff_seconds": 0.1, **options})
 
 
 async def new_project(backend: AuraGraphBackend, tenant_name: Callable[[], str]) -> Project:
@@ -173,14 +172,14 @@ async def test_rejected_credentials_are_permanent_and_never_echo_the_secret(
     aura_settings: Callable[..., Settings], emulator: AuraEmulator
 ) -> None:
     wrong = "wrong-secret-that-must-not-leak"
-    c = fast_client(aura_settings(aura_client_secret=wrong))
+    c = AuraClient(aura_settings(aura_client_secret=wrong))
     try:
-        with pytest.raises(AuraRejected) as caught:
+        with pytest.raises(ConfigurationError) as caught:
             await c.list_instances(TENANT)
     finally:
         await c.aclose()
     err = caught.value
-    assert err.details["status_code"] == 401
+    assert err.details["status"] == 401 and err.details["service"] == "aura"
     assert "Invalid client credentials" in err.message
     assert wrong not in repr((err.message, err.details))
     assert emulator.count("POST", "/oauth/token") == 1  # 4xx: not retried
@@ -210,12 +209,21 @@ async def test_429_on_create_is_retried_without_a_duplicate(
     assert len(emulator.live_instances()) == 1
 
 
-async def test_5xx_and_slow_answers_are_retried(client: AuraClient, emulator: AuraEmulator) -> None:
-    emulator.inject(status=500, count=2, method="GET")
+async def test_5xx_and_slow_answers_are_left_to_temporal(client: AuraClient, emulator: AuraEmulator) -> None:
+    """Not retried inside the activity: each raises a retryable error at once; the next attempt
+    (Temporal's retry) succeeds."""
+    await client.list_instances(TENANT)  # token first
+    emulator.inject(status=500, count=1, method="GET")
+    with pytest.raises(ServiceUnavailable) as caught:
+        await client.list_instances(TENANT)
+    assert caught.value.details["status"] == 500
+    assert describe_error(caught.value, attempt=1)[2] is True
     emulator.inject(delay=2.5, count=1, method="GET")  # longer than the 2 s request timeout
+    with pytest.raises(ServiceUnavailable) as caught:
+        await client.list_instances(TENANT)
+    assert caught.value.details["error"] == "ReadTimeout" and caught.value.details["status"] is None
     assert await client.list_instances(TENANT) == []
-    assert statuses(emulator, "GET", "/v1/instances")[-1] == 200
-    assert emulator.count("GET", "/v1/instances") == 4
+    assert emulator.count("GET", "/v1/instances") == 4  # one request per call
 
 
 async def test_5xx_that_persists_becomes_a_retryable_error(
@@ -223,18 +231,18 @@ async def test_5xx_that_persists_becomes_a_retryable_error(
 ) -> None:
     await client.list_instances(TENANT)
     emulator.inject(status=503, count=100, method="GET", message="maintenance")
-    with pytest.raises(AuraUnavailable) as caught:
+    with pytest.raises(ServiceUnavailable) as caught:
         await client.list_instances(TENANT)
     assert isinstance(caught.value, TransientError)
-    assert caught.value.details["status_code"] == 503
+    assert caught.value.details["status"] == 503
     assert "maintenance" in caught.value.message
-    assert emulator.count("GET", "/v1/instances") == 1 + 5  # bounded: 1 + max_retries (4)
+    assert emulator.count("GET", "/v1/instances") == 1 + 1  # not repeated: Temporal retries
 
 
 async def test_unreachable_aura_is_retryable(aura_settings: Callable[..., Settings]) -> None:
-    c = fast_client(aura_settings(aura_api_url=f"http://127.0.0.1:{free_port()}"), max_retries=2)
+    c = AuraClient(aura_settings(aura_api_url=f"http://127.0.0.1:{free_port()}"))
     try:
-        with pytest.raises(AuraUnavailable) as caught:
+        with pytest.raises(ServiceUnavailable) as caught:
             await c.get_instance("abc")
     finally:
         await c.aclose()
@@ -245,7 +253,7 @@ async def test_unreachable_aura_is_retryable(aura_settings: Callable[..., Settin
 async def test_create_is_not_repeated_after_a_5xx(client: AuraClient, emulator: AuraEmulator) -> None:
     """Aura may have created the instance before failing: the POST must not be sent again."""
     emulator.inject(status=502, after=True, count=1, method="POST", path="/v1/instances")
-    with pytest.raises(AuraUnavailable):
+    with pytest.raises(ServiceUnavailable):
         await client.create_instance({
             "name": "tf-lost-answer", "region": "europe-west1", "memory": "1GB", "type": "free-db",
             "tenant_id": TENANT, "cloud_provider": "gcp",
@@ -269,11 +277,11 @@ async def test_4xx_is_permanent_with_auras_message(
 ) -> None:
     body = {"name": "tf-bad", "region": "europe-west1", "memory": "1GB", "type": "free-db",
             "tenant_id": TENANT, "cloud_provider": "gcp", **change}
-    with pytest.raises(AuraRejected) as caught:
+    with pytest.raises(ServiceRejected) as caught:
         await client.create_instance(body)
     err = caught.value
     assert text in err.message
-    assert err.details["status_code"] == status
+    assert err.details["status"] == status
     assert err.details["field"] == field
     assert emulator.count("POST", "/v1/instances") == 1
     assert emulator.instances()["created_count"] == 0
@@ -418,7 +426,7 @@ async def test_lost_create_answer_is_retryable_and_the_retry_replaces_the_orphan
     project = await new_project(backend, tenant_name)
     env = ActivityEnvironment()
     emulator.inject(status=504, after=True, count=1, method="POST", path="/v1/instances")
-    with pytest.raises(AuraUnavailable) as caught:
+    with pytest.raises(ServiceUnavailable) as caught:
         await env.run(backend.create, project)
     assert describe_error(caught.value, attempt=1)[2] is True
     retried = await env.run(backend.create, await reload(backend, project))
@@ -434,7 +442,7 @@ async def test_no_new_instance_while_the_orphan_is_still_being_destroyed(
     backend = make_backend(aura_poll_timeout_seconds=0.3)
     project = await new_project(backend, tenant_name)
     emulator.inject(status=504, after=True, count=1, method="POST", path="/v1/instances")
-    with pytest.raises(AuraUnavailable):
+    with pytest.raises(ServiceUnavailable):
         await ActivityEnvironment().run(backend.create, project)
     emulator.configure(polls_until_gone=10**6)
     with pytest.raises(StillWaiting, match="still being destroyed") as caught:
@@ -481,9 +489,9 @@ async def test_free_tier_quota_is_a_permanent_failure(
 ) -> None:
     env = ActivityEnvironment()
     await env.run(backend.create, await new_project(backend, tenant_name))
-    with pytest.raises(AuraRejected) as caught:
+    with pytest.raises(ServiceRejected) as caught:
         await env.run(backend.create, await new_project(backend, tenant_name))
-    assert caught.value.details["status_code"] == 409
+    assert caught.value.details["status"] == 409
     assert "only one free instance" in caught.value.message
     assert describe_error(caught.value, attempt=1)[2] is False
     assert len(emulator.live_instances()) == 1

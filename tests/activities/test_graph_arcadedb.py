@@ -22,8 +22,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.graph import GraphActivities, verify_graph
-from activities.graph_arcadedb import arcadedb_database_name
-from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph.arcadedb import arcadedb_database_name
+from activities.graph.backend import GRAPH_PASSWORD
 from devstack.arcadedb import ArcadeDBServer
 from devstack.ports import free_port
 from tenantflow.catalog import PROJECT_STEP_NAMES

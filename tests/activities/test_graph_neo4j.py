@@ -21,8 +21,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.graph import GraphActivities
-from activities.graph_backend import GRAPH_PASSWORD
-from activities.graph_neo4j import Neo4jGraphBackend
+from activities.graph.backend import GRAPH_PASSWORD
+from activities.graph.neo4j import Neo4jGraphBackend
 from tenantflow.catalog import PROJECT_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.models import Project

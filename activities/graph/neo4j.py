@@ -37,10 +37,10 @@ Community has no privileges to grant, so the tenant's stored credential is the a
 not a security boundary — see ``tenantflow.graph_clients``.
 
 Readiness: ``SHOW DATABASES YIELD name, currentStatus, statusMessage WHERE name = $name`` until
-``online`` (every row, in a cluster), polled by ``activities.graph.poll_until``. ``initial``,
+``online`` (every row, in a cluster), polled by ``activities.graph.backend.poll_until``. ``initial``,
 ``starting``, ``store copying`` and ``offline`` are waited out; any other status (``quarantined``,
 ``dirty``, ``unknown``, ...) is a non-retryable ``GraphDatabaseFailed`` carrying the server's
-``statusMessage``. ArcadeDB answers the same query, so ``activities.graph_arcadedb`` uses
+``statusMessage``. ArcadeDB answers the same query, so ``activities.graph.arcadedb`` uses
 ``wait_database_online`` from here.
 
 Errors: every statement goes through ``tenantflow.graph_clients.run_cypher``, whose
@@ -58,8 +58,7 @@ from typing import Any
 import neo4j
 
 from activities.deps import Deps
-from activities.graph import Poll, poll_until, verify_with_tenant_client
-from activities.graph_backend import GRAPH_PASSWORD
+from activities.graph.backend import GRAPH_PASSWORD, Poll, poll_until, verify_with_tenant_client
 from tenantflow.errors import GraphDatabaseFailed, PermanentError
 from tenantflow.graph_clients import (
     UNSUPPORTED_ADMINISTRATION_COMMAND,
@@ -130,7 +129,7 @@ async def database_status(driver: neo4j.AsyncDriver, database: str) -> Poll:
 async def wait_database_online(
     driver: neo4j.AsyncDriver, database: str, settings: Settings
 ) -> dict[str, Any]:
-    """Poll ``database`` until online, heartbeating (``activities.graph.poll_until``)."""
+    """Poll ``database`` until online, heartbeating (``activities.graph.backend.poll_until``)."""
     return await poll_until(
         lambda: database_status(driver, database), what=f"graph database {database!r}",
         interval=settings.graph_poll_interval_seconds, timeout=settings.graph_wait_timeout_seconds,
@@ -139,7 +138,7 @@ async def wait_database_online(
 
 # ------------------------------------------------------------------------ the backend
 class Neo4jGraphBackend:
-    """:class:`activities.graph_backend.GraphBackendImpl` for a self-managed Neo4j server.
+    """:class:`activities.graph.backend.GraphBackendImpl` for a self-managed Neo4j server.
 
     Args:
         deps: The worker's dependencies.

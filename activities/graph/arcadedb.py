@@ -12,14 +12,18 @@ with its HTTP API: ``GET /api/v1/databases`` first (it lists every database), th
 ``POST /api/v1/server {"command": "create database NAME"}`` with basic auth. A 409
 ``DatabaseAlreadyExistsException`` (a concurrent or earlier attempt won) counts as success.
 Readiness is then polled over Bolt exactly as for Neo4j
-(``activities.graph_neo4j.wait_database_online``: ``SHOW DATABASES ... WHERE name = $name``).
+(``activities.graph.neo4j.wait_database_online``: ``SHOW DATABASES ... WHERE name = $name``).
 
 Names, as measured on ArcadeDB 26.10: the server accepts upper case (kept as given), ``-``, ``.``
 and even spaces, and refuses ``/``; database names become directory names. We use the strict
 subset also valid for Neo4j, without dots: ``[a-z][a-z0-9-]*[a-z0-9]``, 3-63 characters, so the
 name is safe in the HTTP command string (no spaces or quotes) and over Bolt.
 
-HTTP errors become ours in one place, :func:`arcadedb_error`.
+HTTP errors become ours at the project's one HTTP boundary (``tenantflow.http_errors``): outages
+are retryable, 401/403 mean the configured root credentials are wrong (``ConfigurationError``),
+other 4xx are ``ServiceRejected``. This module adds only how ArcadeDB explains an error
+(:func:`arcadedb_message`: ``{"error", "detail", "exception"}``), keeping its Java exception class
+in ``details["exception"]`` for callers to branch on (never on the message).
 """
 
 from __future__ import annotations
@@ -31,17 +35,11 @@ import httpx
 import neo4j
 
 from activities.deps import Deps
-from activities.graph import verify_with_tenant_client
-from activities.graph_backend import GRAPH_PASSWORD
-from activities.graph_neo4j import wait_database_online
-from tenantflow.errors import (
-    ConfigurationError,
-    InvalidName,
-    ServiceRejected,
-    ServiceUnavailable,
-    TenantflowError,
-)
+from activities.graph.backend import GRAPH_PASSWORD, verify_with_tenant_client
+from activities.graph.neo4j import wait_database_online
+from tenantflow.errors import InvalidName, ServiceRejected
 from tenantflow.graph_clients import GraphMode, open_driver
+from tenantflow.http_errors import HttpService, Said, json_body
 from tenantflow.models import Project
 from tenantflow.names import graph_db_name
 from tenantflow.tls import shared_ssl_context
@@ -59,32 +57,15 @@ def arcadedb_database_name(project_name: str) -> str:
     return name
 
 
-def arcadedb_error(failure: httpx.Response | httpx.HTTPError, *, operation: str) -> TenantflowError:
-    """The one translation of ArcadeDB HTTP failures: transport errors, 5xx and 429 are outages;
-    401/403 mean our root credentials are wrong; other 4xx are refusals, with ArcadeDB's exception
-    class in ``details["exception"]`` for callers to branch on."""
-    if isinstance(failure, httpx.HTTPError):
-        return ServiceUnavailable(f"ArcadeDB unreachable during {operation}: {type(failure).__name__}",
-                                  details={"service": BACKEND, "operation": operation})
-    status = failure.status_code
-    try:
-        body = failure.json()
-    except ValueError:
-        body = {}
+def arcadedb_message(response: httpx.Response) -> Said:
+    """ArcadeDB's explanation of an error: ``detail`` (or ``error``), and its exception class."""
+    body = json_body(response)
     body = body if isinstance(body, dict) else {}
-    details: dict[str, Any] = {"service": BACKEND, "operation": operation, "status": status,
-                               "exception": body.get("exception")}
-    detail = body.get("detail") or body.get("error") or ""
-    if status == 429 or status >= 500:
-        return ServiceUnavailable(f"ArcadeDB answered {status} to {operation}: {detail}", details=details)
-    if status in (401, 403):
-        return ConfigurationError(f"ArcadeDB refused the configured credentials ({status})",
-                                  details=details)
-    return ServiceRejected(f"ArcadeDB refused {operation} ({status}): {detail}", details=details)
+    return Said(str(body.get("detail") or body.get("error") or ""), {"exception": body.get("exception")})
 
 
 class ArcadeDBGraphBackend:
-    """:class:`activities.graph_backend.GraphBackendImpl` for an ArcadeDB server.
+    """:class:`activities.graph.backend.GraphBackendImpl` for an ArcadeDB server.
 
     Args:
         deps: The worker's dependencies.
@@ -98,6 +79,8 @@ class ArcadeDBGraphBackend:
         self.settings = deps.settings
         self._driver = driver
         self._http = http
+        self.boundary = HttpService(BACKEND, read=arcadedb_message,
+                                    secrets=(deps.settings.arcadedb_password.get_secret_value(),))
 
     @property
     def driver(self) -> neo4j.AsyncDriver:
@@ -126,12 +109,7 @@ class ArcadeDBGraphBackend:
             await self._http.aclose()
 
     async def _request(self, method: str, path: str, *, operation: str, **kwargs: Any) -> Any:
-        try:
-            response = await self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise arcadedb_error(exc, operation=operation) from exc
-        if response.is_error:
-            raise arcadedb_error(response, operation=operation)
+        response = await self.boundary.request(self.http, method, path, operation=operation, **kwargs)
         return response.json()
 
     async def databases(self) -> list[str]:

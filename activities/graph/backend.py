@@ -1,16 +1,13 @@
-"""The graph steps: create the tenant's graph database, then wait until it is online.
+"""The interface every graph platform implements (Neo4j self-managed, ArcadeDB, Aura), and the
+helpers they share.
 
-The platform comes from ``settings.graph_backend``; each implementation of
-:class:`activities.graph_backend.GraphBackendImpl` is imported only when configured::
+``activities.graph.steps`` picks the implementation from ``settings.graph_backend`` and calls it
+from the two step activities. Implementations record what deletion and the client factory need on
+the project row (backend, database name, mode, uri, username, instance id, status) and keep every
+password in the credential store; they return only JSON-safe details without secrets.
 
-    none      → both steps are skipped
-    neo4j     → activities.graph_neo4j.Neo4jGraphBackend        (self-managed Enterprise / Community)
-    arcadedb  → activities.graph_arcadedb.ArcadeDBGraphBackend  (database per tenant, Bolt + HTTP)
-    aura      → activities.aura.AuraGraphBackend                (one AuraDB instance per tenant)
-
-The steps keep ``projects.graph_status`` true: ``provisioning`` once the database is asked for,
-``online`` once it answers, ``failed`` when the server reports it failed or it never came online.
-The client factory (``tenantflow.graph_clients``) refuses tenants that are not ``online``.
+This module imports no implementation and no step: the backends import it, never the reverse,
+so the package has no import cycle.
 
 Polling. Readiness is polled frequently inside one activity that heartbeats on every poll
 (samples-python ``polling/frequent``), every ``graph_poll_interval_seconds`` (1 s by default),
@@ -35,45 +32,35 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 
 from activities.deps import Deps
-from activities.graph_backend import GRAPH_PASSWORD, GraphBackendImpl
-from activities.mirror import StepActivities, StepSkipped, step
-from tenantflow.catalog import StepName
-from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import GraphDatabaseFailed, PermanentError, TransientError, VerificationFailed
-from tenantflow.graph_clients import graph_client_for
-from tenantflow.models import Project, StepStatus
-from tenantflow.settings import GraphBackend
+from tenantflow.graph_clients import GRAPH_PASSWORD, graph_client_for
+from tenantflow.models import Project
 
-GRAPH_PROVISIONING, GRAPH_ONLINE, GRAPH_FAILED = "provisioning", "online", "failed"
-
-BackendFactory = Callable[[Deps], GraphBackendImpl]
+__all__ = ["GRAPH_PASSWORD", "GraphBackendImpl", "Poll", "opened", "poll_until",
+           "verify_with_tenant_client"]
 
 
-def backend_for(deps: Deps, backend: str | None = None) -> GraphBackendImpl:
-    """The implementation for ``backend`` (default: the configured one).
+class GraphBackendImpl(Protocol):
+    async def create(self, project: Project) -> dict[str, Any]:
+        """Create the tenant's database (idempotent: a retried or resumed run creates nothing
+        twice), store its credentials encrypted, record it on the project row."""
+        ...
 
-    Raises:
-        StepSkipped: The backend is ``none``.
-    """
-    chosen = GraphBackend(backend or deps.settings.graph_backend)
-    if chosen is GraphBackend.NEO4J:
-        from activities.graph_neo4j import Neo4jGraphBackend
+    async def wait_online(self, project: Project) -> dict[str, Any]:
+        """Poll until the database is online, heartbeating each poll; give up after the
+        configured timeout with a ``GraphDatabaseFailed`` that says what was last seen."""
+        ...
 
-        return Neo4jGraphBackend(deps)
-    if chosen is GraphBackend.ARCADEDB:
-        from activities.graph_arcadedb import ArcadeDBGraphBackend
+    async def verify(self, project: Project) -> dict[str, Any]:
+        """Check the database answers a query with the tenant's own credentials."""
+        ...
 
-        return ArcadeDBGraphBackend(deps)
-    if chosen is GraphBackend.AURA:
-        from activities.aura import AuraGraphBackend
-
-        return AuraGraphBackend(deps)
-    raise StepSkipped("graph_backend is 'none': tenants get no graph database")
+    async def aclose(self) -> None: ...
 
 
 @contextlib.asynccontextmanager
@@ -83,54 +70,6 @@ async def opened(impl: GraphBackendImpl) -> AsyncIterator[GraphBackendImpl]:
         yield impl
     finally:
         await impl.aclose()
-
-
-class GraphActivities(StepActivities):
-    """The two graph steps. ``backends`` picks the implementation (tests pass one that wraps a
-    scripted driver); by default it follows ``settings.graph_backend``."""
-
-    def __init__(self, deps: Deps, *, backends: BackendFactory = backend_for) -> None:
-        super().__init__(deps)
-        self._backends = backends
-
-    @step(StepName.CREATE_GRAPH_DATABASE)
-    async def create_graph_database(self, input: StepInput) -> StepResult:
-        """Create the tenant's database, user and grants (idempotent); graph_status → provisioning."""
-        async with opened(self._backends(self.deps)) as impl:
-            project = await self.load_project(input)
-            details = await impl.create(project)
-        await self.deps.store.update_project(project.id, graph_status=GRAPH_PROVISIONING)
-        return StepResult(
-            status=StepStatus.SUCCESS, credential_refs=[GRAPH_PASSWORD],
-            details=details,
-        )
-
-    @step(StepName.WAIT_GRAPH_DATABASE_ONLINE)
-    async def wait_graph_database_online(self, input: StepInput) -> StepResult:
-        """Poll until the database is online (graph_status → online) or failed (→ failed)."""
-        async with opened(self._backends(self.deps)) as impl:
-            project = await self.load_project(input)
-            try:
-                details = await impl.wait_online(project)
-            except GraphDatabaseFailed:
-                await self.deps.store.update_project(project.id, graph_status=GRAPH_FAILED)
-                raise
-        await self.deps.store.update_project(project.id, graph_status=GRAPH_ONLINE)
-        return StepResult(status=StepStatus.SUCCESS, details=details)
-
-
-async def verify_graph(deps: Deps, project: Project) -> dict[str, Any]:
-    """Check the tenant's graph with the backend it was created on (``project.graph_backend``).
-
-    Raises:
-        VerificationFailed: The database does not answer the tenant's credentials as it should.
-    """
-    try:
-        impl = backend_for(deps, project.graph_backend or GraphBackend.NONE)
-    except StepSkipped as skipped:
-        return {"backend": GraphBackend.NONE.value, "skipped": skipped.reason}
-    async with opened(impl):
-        return await impl.verify(project)
 
 
 async def verify_with_tenant_client(deps: Deps, project: Project) -> dict[str, Any]:
