@@ -132,7 +132,7 @@ class StepOut(BaseModel):
     ) -> list[StepOut]:
         """Steps in the catalog's order for the tenant's kind (unknown steps last)."""
         catalog = STEPS_BY_KIND.get(kind, PROJECT_STEP_NAMES)
-        rank = {name: i for i, name in enumerate(catalog)}
+        rank: dict[str, int] = {name: i for i, name in enumerate(catalog)}
         ordered = sorted(rows, key=lambda r: (rank.get(r.step_name, len(rank)), r.created_at, r.step_name))
         history: dict[str, list[AttemptOut]] | None = None
         if attempts is not None:

@@ -191,6 +191,8 @@ def to_env(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
+        if value is None:  # unset optional: leave it unset in the child too
+            continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         env[f"{prefix}{name}".upper()] = str(value.value if isinstance(value, StrEnum) else value)
