@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow.catalog import ProjectStatus
+
 
 @dataclass
 class ProvisionInput:
@@ -98,7 +100,7 @@ class ProvisionState:
 
     project_id: str = ""
     tenant_id: str = ""
-    status: str = "pending"
+    status: str = ProjectStatus.PENDING
     steps: dict[str, str] = field(default_factory=dict)
     failed_step: str | None = None
     last_error: str | None = None

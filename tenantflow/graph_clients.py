@@ -47,6 +47,7 @@ import httpx
 import neo4j
 import neo4j.exceptions as neo4j_exc
 
+from tenantflow.catalog import GraphStatus
 from tenantflow.credentials import CredentialStore
 from tenantflow.errors import (
     ConfigurationError,
@@ -63,7 +64,6 @@ from tenantflow.tls import shared_ssl_context
 GRAPH_PASSWORD = "graph_password"  # credential kind of a tenant's graph password
 CONNECT_TIMEOUT_SECONDS = 10.0
 QUERY_TIMEOUT_SECONDS = 30.0
-GRAPH_ONLINE = "online"
 UNSUPPORTED_ADMINISTRATION_COMMAND = "Neo.ClientError.Statement.UnsupportedAdministrationCommand"
 
 
@@ -293,7 +293,7 @@ def open_client(project: Project, password: str, *, http: bool = False) -> Graph
 
 def require_graph_online(project: Project) -> None:
     """``NotReady`` unless the tenant's graph database is online."""
-    if project.graph_status != GRAPH_ONLINE:
+    if project.graph_status != GraphStatus.ONLINE:
         raise NotReady(
             f"the graph database of tenant {project.name} is not ready "
             f"(graph status: {project.graph_status or 'not created'})",

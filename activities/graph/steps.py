@@ -25,13 +25,11 @@ from activities.graph.aura import AuraGraphBackend
 from activities.graph.backend import GRAPH_PASSWORD, GraphBackendImpl, opened
 from activities.graph.neo4j import Neo4jGraphBackend
 from activities.mirror import StepActivities, StepSkipped, step
-from tenantflow.catalog import StepName
+from tenantflow.catalog import GraphStatus, StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import GraphDatabaseFailed
 from tenantflow.models import Project, StepStatus
 from tenantflow.settings import GraphBackend
-
-GRAPH_PROVISIONING, GRAPH_ONLINE, GRAPH_FAILED = "provisioning", "online", "failed"
 
 BackendFactory = Callable[[Deps], GraphBackendImpl]
 
@@ -72,7 +70,7 @@ class GraphActivities(StepActivities):
         async with opened(self._backends(self.deps)) as impl:
             project = await self.load_project(input)
             details = await impl.create(project)
-        await self.deps.store.update_project(project.id, graph_status=GRAPH_PROVISIONING)
+        await self.deps.store.update_project(project.id, graph_status=GraphStatus.PROVISIONING)
         return StepResult(
             status=StepStatus.SUCCESS, credential_refs=[GRAPH_PASSWORD],
             details=details,
@@ -86,9 +84,9 @@ class GraphActivities(StepActivities):
             try:
                 details = await impl.wait_online(project)
             except GraphDatabaseFailed:
-                await self.deps.store.update_project(project.id, graph_status=GRAPH_FAILED)
+                await self.deps.store.update_project(project.id, graph_status=GraphStatus.FAILED)
                 raise
-        await self.deps.store.update_project(project.id, graph_status=GRAPH_ONLINE)
+        await self.deps.store.update_project(project.id, graph_status=GraphStatus.ONLINE)
         return StepResult(status=StepStatus.SUCCESS, details=details)
 
 
