@@ -61,6 +61,24 @@ class GraphStatus(StrEnum):
     FAILED = "failed"
 
 
+class WorkflowName(StrEnum):
+    """Temporal workflow types. The API starts and addresses runs by these names, so it never
+    imports workflow (and through it activity) code."""
+
+    PROVISION_PROJECT = "ProvisionProjectWorkflow"
+    PROVISION_USER = "ProvisionUserWorkflow"
+
+
+PROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
+    ProjectKind.PROJECT: WorkflowName.PROVISION_PROJECT,
+    ProjectKind.USER: WorkflowName.PROVISION_USER,
+}
+# The provisioning runs' message handlers (tenantflow.contracts holds their payloads).
+RETRY_SIGNAL = "retry"
+RETRY_UPDATE = "retry_failed_step"
+STATE_QUERY = "state"
+
+
 class StepName(StrEnum):
     """Every provisioning step; the value is also the step's Temporal activity name."""
 

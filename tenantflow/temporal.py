@@ -11,8 +11,9 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
+from tenantflow.catalog import PROVISION_WORKFLOW_BY_KIND
 from tenantflow.contracts import ProvisionInput
-from tenantflow.models import Project, ProjectKind
+from tenantflow.models import Project
 from tenantflow.settings import Settings
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
@@ -29,14 +30,8 @@ async def start_provisioning(client: Client, settings: Settings, project: Projec
     run": so a repeated or concurrent request never starts a second run, and a request that
     crashed between inserting the row and starting the workflow is healed by the next one.
     """
-    from workflows.project import ProvisionProjectWorkflow
-    from workflows.user import ProvisionUserWorkflow
-
-    workflow = (
-        ProvisionUserWorkflow.run if project.kind == ProjectKind.USER else ProvisionProjectWorkflow.run
-    )
     return await client.start_workflow(
-        workflow,
+        PROVISION_WORKFLOW_BY_KIND[project.kind],
         ProvisionInput(
             project_id=str(project.id),
             tenant_id=project.name,

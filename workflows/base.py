@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from tenantflow.catalog import ProjectStatus, StepStatus
+    from tenantflow.catalog import RETRY_SIGNAL, RETRY_UPDATE, STATE_QUERY, ProjectStatus, StepStatus
     from tenantflow.contracts import (
         BeginInput,
         MarkStepInput,
@@ -66,11 +66,11 @@ class ProvisioningWorkflow:
         )
 
     # ------------------------------------------------------------------ handlers
-    @workflow.query
+    @workflow.query(name=STATE_QUERY)
     def state(self) -> ProvisionState:
         return self._state
 
-    @workflow.signal
+    @workflow.signal(name=RETRY_SIGNAL)
     def retry(self, request: RetryRequest) -> None:
         """Resume from the failed step. Ignored (and logged) while nothing has failed."""
         if self._state.failed_step is None or self._state.retry_pending:
@@ -78,7 +78,7 @@ class ProvisioningWorkflow:
             return
         self._request_retry(request)
 
-    @workflow.update
+    @workflow.update(name=RETRY_UPDATE)
     async def retry_failed_step(self, request: RetryRequest) -> RetryResult:
         """Like the ``retry`` signal, but the caller learns which step resumes (or why not)."""
         step = self._state.failed_step

@@ -20,10 +20,10 @@ from api.schemas import (
     StepOut,
     StepsOut,
 )
-from tenantflow.contracts import RetryRequest
+from tenantflow.catalog import RETRY_UPDATE
+from tenantflow.contracts import RetryRequest, RetryResult
 from tenantflow.models import Project, ProjectKind
 from tenantflow.store import Store
-from workflows.base import ProvisioningWorkflow
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireApiToken])
 
@@ -119,8 +119,9 @@ async def retry_project(
     project = await _get_or_404(store, project_id)
     handle = temporal.get_workflow_handle(project.workflow_id)
     result = await handle.execute_update(
-        ProvisioningWorkflow.retry_failed_step,
+        RETRY_UPDATE,
         RetryRequest(reason=body.reason if body else "", requested_by="api"),
+        result_type=RetryResult,
         rpc_timeout=RETRY_UPDATE_TIMEOUT,
     )
     return RetryAccepted(retrying_step=result.step_name)
