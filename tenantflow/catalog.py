@@ -24,6 +24,15 @@ class ProjectStatus(StrEnum):
     PROVISIONING = "provisioning"
     ONLINE = "online"
     FAILED = "failed"  # stopped at a step, waiting for a person's retry
+    DEPROVISIONING = "deprovisioning"
+    DELETED = "deleted"  # everything it had is gone; the row stays for audit, the name is free
+
+
+class RunKind(StrEnum):
+    """Which run a step row belongs to (``provisioning_steps.run_kind``)."""
+
+    PROVISION = "provision"
+    DEPROVISION = "deprovision"
 
 
 class StepStatus(StrEnum):
@@ -59,6 +68,7 @@ class GraphStatus(StrEnum):
     PROVISIONING = "provisioning"
     ONLINE = "online"
     FAILED = "failed"
+    DELETED = "deleted"
 
 
 class WorkflowName(StrEnum):
@@ -67,11 +77,18 @@ class WorkflowName(StrEnum):
 
     PROVISION_PROJECT = "ProvisionProjectWorkflow"
     PROVISION_USER = "ProvisionUserWorkflow"
+    DEPROVISION_PROJECT = "DeprovisionProjectWorkflow"
+    DEPROVISION_USER = "DeprovisionUserWorkflow"
+    RETRY_FAILED = "RetryFailedWorkflow"
 
 
 PROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
     ProjectKind.PROJECT: WorkflowName.PROVISION_PROJECT,
     ProjectKind.USER: WorkflowName.PROVISION_USER,
+}
+DEPROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
+    ProjectKind.PROJECT: WorkflowName.DEPROVISION_PROJECT,
+    ProjectKind.USER: WorkflowName.DEPROVISION_USER,
 }
 # The provisioning runs' message handlers (tenantflow.contracts holds their payloads).
 RETRY_SIGNAL = "retry"
@@ -91,6 +108,14 @@ class StepName(StrEnum):
     REGISTER_REALTIME_SERVICE = "register_realtime_service"
     REGISTER_STORAGE_SERVICE = "register_storage_service"
     VERIFY_SERVICES = "verify_services"
+    # Teardown (deprovisioning), each idempotent: gone already counts as success.
+    STOP_PROVISIONING = "stop_provisioning"
+    DEREGISTER_STORAGE_SERVICE = "deregister_storage_service"
+    DEREGISTER_REALTIME_SERVICE = "deregister_realtime_service"
+    DEREGISTER_AUTH_SERVICE = "deregister_auth_service"
+    DELETE_API_KEYS = "delete_api_keys"
+    DROP_GRAPH_DATABASE = "drop_graph_database"
+    DROP_TENANT_DATABASE = "drop_tenant_database"
 
 
 # The steps a tenant of each kind goes through, in the order they run (rows are created up
@@ -111,4 +136,24 @@ USER_STEP_NAMES: tuple[StepName, ...] = (StepName.CREATE_GRAPH_DATABASE, StepNam
 STEPS_BY_KIND: dict[str, tuple[StepName, ...]] = {
     ProjectKind.PROJECT: PROJECT_STEP_NAMES,
     ProjectKind.USER: USER_STEP_NAMES,
+}
+# Teardown in reverse order of creation. ``stop_provisioning`` first: a provision run still in
+# flight is cancelled and waited for, so nothing is created after its teardown.
+PROJECT_TEARDOWN_STEP_NAMES: tuple[StepName, ...] = (
+    StepName.STOP_PROVISIONING,
+    StepName.DEREGISTER_STORAGE_SERVICE,
+    StepName.DEREGISTER_REALTIME_SERVICE,
+    StepName.DEREGISTER_AUTH_SERVICE,
+    StepName.DELETE_API_KEYS,
+    StepName.DROP_GRAPH_DATABASE,
+    StepName.DROP_TENANT_DATABASE,
+)
+USER_TEARDOWN_STEP_NAMES: tuple[StepName, ...] = (StepName.STOP_PROVISIONING, StepName.DROP_GRAPH_DATABASE)
+TEARDOWN_STEPS_BY_KIND: dict[str, tuple[StepName, ...]] = {
+    ProjectKind.PROJECT: PROJECT_TEARDOWN_STEP_NAMES,
+    ProjectKind.USER: USER_TEARDOWN_STEP_NAMES,
+}
+RUN_KIND_OF_STEP: dict[str, RunKind] = {
+    **{name: RunKind.PROVISION for name in PROJECT_STEP_NAMES},
+    **{name: RunKind.DEPROVISION for name in PROJECT_TEARDOWN_STEP_NAMES},
 }

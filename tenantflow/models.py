@@ -21,12 +21,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from tenantflow.catalog import ProjectKind, ProjectStatus, StepStatus
+from tenantflow.catalog import ProjectKind, ProjectStatus, RunKind, StepStatus
 
 # The enums live in tenantflow.catalog; re-exported for the modules that read rows.
 __all__ = [
-    "Credential", "Project", "ProjectKind", "ProjectStatus", "ProvisioningStep", "ProvisioningStepAttempt",
-    "StepStatus",
+    "ConnectionRead", "Credential", "Project", "ProjectKind", "ProjectStatus", "ProvisioningStep",
+    "ProvisioningStepAttempt", "StepStatus",
 ]
 
 
@@ -44,12 +44,13 @@ class Project(SQLModel, table=True):
     __tablename__ = "projects"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    name: str = Field(sa_column=Column(String(63), nullable=False, unique=True))
+    # Unique among tenants that are not deleted (partial unique indexes, migration 0003).
+    name: str = Field(sa_column=Column(String(63), nullable=False))
     kind: str = Field(default=ProjectKind.PROJECT, sa_column=Column(String(20), nullable=False))
     idempotency_key: str | None = Field(
-        default=None, sa_column=Column(String(255), unique=True, nullable=True)
+        default=None, sa_column=Column(String(255), nullable=True)
     )
-    external_user_id: uuid.UUID | None = Field(default=None, unique=True, nullable=True)
+    external_user_id: uuid.UUID | None = Field(default=None, nullable=True)
     status: str = Field(default=ProjectStatus.PENDING, sa_column=Column(String(20), nullable=False))
     # Fence of the workflow's status writes: a write with a lower sequence number is ignored.
     status_seq: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
@@ -69,6 +70,7 @@ class Project(SQLModel, table=True):
     graph_instance_id: str | None = Field(default=None, sa_column=Column(String(255)))
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class ProvisioningStep(SQLModel, table=True):
@@ -98,6 +100,9 @@ class ProvisioningStep(SQLModel, table=True):
     generation: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     attempt: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     phase: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
+    run_kind: str = Field(
+        default=RunKind.PROVISION, sa_column=Column(String(20), nullable=False, server_default="provision")
+    )
 
 
 class ProvisioningStepAttempt(SQLModel, table=True):
@@ -117,6 +122,18 @@ class ProvisioningStepAttempt(SQLModel, table=True):
     outcome: str | None = Field(default=None, sa_column=Column(String(20)))
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB(none_as_null=True)))
+
+
+class ConnectionRead(SQLModel, table=True):
+    """Audit: one read of a tenant's connection details (who, when; never what was read)."""
+
+    __tablename__ = "connection_reads"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
+    actor: str = Field(sa_column=Column(String(255), nullable=False))
+    client: str | None = Field(default=None, sa_column=Column(String(255)))
+    read_at: datetime = _ts(nullable=False)
 
 
 class Credential(SQLModel, table=True):

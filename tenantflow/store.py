@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantflow.catalog import AttemptOutcome
+from tenantflow.catalog import RUN_KIND_OF_STEP, AttemptOutcome
 from tenantflow.errors import MirrorUnavailable
 from tenantflow.models import (
     Project,
@@ -58,7 +58,7 @@ def _pending_steps(project_id: uuid.UUID, steps: Sequence[str]) -> list[dict[str
     now = utcnow()
     return [
         dict(id=uuid.uuid4(), project_id=project_id, step_name=s, status=StepStatus.PENDING,
-             retry_count=0, created_at=now)
+             retry_count=0, created_at=now, run_kind=RUN_KIND_OF_STEP[s])
         for s in steps
     ]
 
@@ -121,7 +121,25 @@ class Store:
         if external_user_id is not None:
             conds.append(P.c.external_user_id == external_user_id)
         async with self._read() as conn:
-            row = (await conn.execute(select(P).where(or_(*conds)).limit(1))).mappings().first()
+            row = (
+                await conn.execute(select(P).where(or_(*conds), P.c.status != ProjectStatus.DELETED).limit(1))
+            ).mappings().first()
+        return Project(**row) if row else None
+
+    async def get_project_by_ref(self, ref: str) -> Project | None:
+        """The tenant ``ref`` names: a project id, or a name (the live tenant holding it, else the
+        most recently deleted one, whose row stays for audit)."""
+        try:
+            return await self.get_project(uuid.UUID(ref))
+        except ValueError:
+            pass
+        live_first = case((P.c.status == ProjectStatus.DELETED, 1), else_=0)
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(P).where(P.c.name == ref).order_by(live_first, P.c.created_at.desc()).limit(1)
+                )
+            ).mappings().first()
         return Project(**row) if row else None
 
     async def get_project(self, project_id: uuid.UUID) -> Project | None:
@@ -131,8 +149,12 @@ class Store:
 
     async def get_user_project(self, user_id: uuid.UUID) -> Project | None:
         async with self._read() as conn:
+            live_first = case((P.c.status == ProjectStatus.DELETED, 1), else_=0)
             row = (
-                await conn.execute(select(P).where(P.c.external_user_id == user_id))
+                await conn.execute(
+                    select(P).where(P.c.external_user_id == user_id)
+                    .order_by(live_first, P.c.created_at.desc()).limit(1)
+                )
             ).mappings().first()
         return Project(**row) if row else None
 

@@ -29,7 +29,7 @@ def test_migrated_schema_matches_the_models(mirror_url: str) -> None:
         engine.dispose()
     seed = {"id", "project_id", "step_name", "status", "started_at", "completed_at",
             "error_message", "error_details", "retry_count", "created_at"}
-    assert columns == seed | {"result", "generation", "attempt", "phase"}
+    assert columns == seed | {"result", "generation", "attempt", "phase", "run_kind"}
 
 
 def test_rows_written_before_0002_move_results_out_of_error_details(pg: PostgresServer) -> None:
