@@ -15,6 +15,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.bulk import BulkActivities
 from activities.deps import Deps
 from activities.graph import GraphActivities
 from activities.keys import KeyActivities
@@ -24,15 +25,24 @@ from activities.tenant_postgres import TenantPostgresActivities
 from activities.verify import VerifyActivities
 from tenantflow.settings import Settings, get_settings
 from tenantflow.temporal import connect
+from workflows.bulk_retry import RetryFailedWorkflow
+from workflows.deprovision import DeprovisionProjectWorkflow, DeprovisionUserWorkflow
 from workflows.project import ProvisionProjectWorkflow
 from workflows.user import ProvisionUserWorkflow
 
-WORKFLOWS: list[type] = [ProvisionProjectWorkflow, ProvisionUserWorkflow]
+WORKFLOWS: list[type] = [
+    ProvisionProjectWorkflow,
+    ProvisionUserWorkflow,
+    DeprovisionProjectWorkflow,
+    DeprovisionUserWorkflow,
+    RetryFailedWorkflow,
+]
 
 
 def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
     """Every activity, bound to this worker's dependencies."""
     project = ProjectActivities(deps)
+    bulk = BulkActivities(deps)
     tenant_pg = TenantPostgresActivities(deps)
     graph = GraphActivities(deps)
     keys = KeyActivities(deps)
@@ -42,6 +52,9 @@ def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
         project.begin_provisioning,
         project.set_project_status,
         project.mark_step,
+        project.finish_deprovisioning,
+        project.stop_provisioning,
+        bulk.find_waiting_runs,
         tenant_pg.create_tenant_database,
         tenant_pg.create_tenant_schema,
         graph.create_graph_database,

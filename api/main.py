@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import health, projects, users, webhooks
+from api.routes import bulk, health, projects, users, webhooks
 from tenantflow.db import make_engine
 from tenantflow.settings import Settings, get_settings
 from tenantflow.store import Store
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (health.router, projects.router, users.router, webhooks.router):
+    for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
         app.include_router(router)
     return app
 

@@ -1,5 +1,5 @@
-"""Creating a tenant and making sure its provisioning run exists: shared by the project API and
-the signup webhook, so both get the same idempotency.
+"""Creating a tenant and making sure its provisioning run exists, and taking a tenant down:
+shared by the project API and the signup webhook, so both get the same idempotency.
 
 ``Store.create_project`` returns the existing row for a repeated name / idempotency key / user;
 ``ensure_run`` then starts the run or attaches to it (``tenantflow.temporal.start_provisioning``
@@ -15,11 +15,11 @@ from fastapi import HTTPException, status
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from tenantflow.catalog import STEPS_BY_KIND
+from tenantflow.catalog import STATUS_SEQ_BASE, STEPS_BY_KIND, ProjectStatus, RunKind
 from tenantflow.models import Project
 from tenantflow.settings import Settings
 from tenantflow.store import Created, Store
-from tenantflow.temporal import start_provisioning
+from tenantflow.temporal import start_deprovisioning, start_provisioning
 
 
 async def create_tenant(
@@ -57,6 +57,11 @@ def _check_repeat(existing: Project, *, name: str, kind: str, external_user_id: 
         )
     if existing.kind != kind or existing.external_user_id != external_user_id:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the name {name!r} is taken by another tenant")
+    if existing.status == ProjectStatus.DEPROVISIONING:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"the tenant {name!r} is being deleted; its name is free again once it is 'deleted'",
+        )
 
 
 async def ensure_run(client: Client, settings: Settings, project: Project) -> None:
@@ -67,3 +72,21 @@ async def ensure_run(client: Client, settings: Settings, project: Project) -> No
         # Running runs are attached to (USE_EXISTING); this is only raised for a closed run,
         # which the reuse policy rightly refuses to start again.
         pass
+
+
+async def deprovision(store: Store, client: Client, settings: Settings, project: Project) -> Project:
+    """Start taking the tenant down (its provisioning run, if still going, is cancelled by the
+    deprovisioning run's first step). Idempotent: a repeat attaches to the same run, a deleted
+    tenant is returned as it is.
+
+    The status turns ``deprovisioning`` before the run starts, so a repeated create of the same
+    name is refused at once; the write is fenced at the deprovisioning run's base, so no late write
+    of the provisioning run can turn it back.
+    """
+    if project.status == ProjectStatus.DELETED:
+        return project
+    await store.set_project_status(
+        project.id, ProjectStatus.DEPROVISIONING, seq=STATUS_SEQ_BASE[RunKind.DEPROVISION]
+    )
+    await start_deprovisioning(client, settings, project)
+    return await store.get_project(project.id) or project

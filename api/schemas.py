@@ -23,6 +23,8 @@ from tenantflow.names import PROJECT_NAME_RULE, validate_project_name
 # Per-user tenants are named ``u-<32 hex>`` (names.user_project_name); the project API may not
 # take such a name, or a project could squat on a future user's tenant.
 USER_TENANT_NAME_RE = re.compile(r"^u-[0-9a-f]{32}$")
+# Path segments under /v1/projects that are routes, not project names.
+RESERVED_NAMES = frozenset({"retry-failed"})
 
 
 # ------------------------------------------------------------------------------------ requests
@@ -41,6 +43,11 @@ class ProjectCreate(BaseModel):
         except InvalidName as exc:
             # The message goes in as context, so braces in the name are not format fields.
             raise PydanticCustomError("invalid_project_name", "{reason}", {"reason": exc.message}) from None
+        if name in RESERVED_NAMES:
+            raise PydanticCustomError(
+                "invalid_project_name", "invalid project name {name}: reserved by the API",
+                {"name": repr(name)},
+            )
         if USER_TENANT_NAME_RE.fullmatch(name):
             raise PydanticCustomError(
                 "invalid_project_name",
@@ -73,14 +80,20 @@ class SignupEvent(BaseModel):
     old_record: dict[str, Any] | None = None
 
     def ignore_reason(self) -> str | None:
-        """Why this event does not create a user tenant, or None if it does."""
-        if (self.type, self.db_schema, self.table) != ("INSERT", "auth", "users"):
-            return f"only INSERT on auth.users is handled, not {self.type} on {self.db_schema}.{self.table}"
+        """Why this event neither creates nor deletes a user tenant, or None if it does one."""
+        if (self.db_schema, self.table) != ("auth", "users") or self.type not in ("INSERT", "DELETE"):
+            return (f"only INSERT and DELETE on auth.users are handled, not {self.type} on "
+                    f"{self.db_schema}.{self.table}")
         return None
 
+    @property
+    def is_deletion(self) -> bool:
+        return self.type == "DELETE"
+
     def user_id(self) -> uuid.UUID | None:
-        """The new user's id, or None when ``record.id`` is missing or not a UUID."""
-        raw = (self.record or {}).get("id")
+        """The user's id (``record.id``; ``old_record.id`` for a DELETE), or None when it is
+        missing or not a UUID."""
+        raw = ((self.old_record if self.is_deletion else self.record) or {}).get("id")
         try:
             return uuid.UUID(raw) if isinstance(raw, str) else None
         except ValueError:
@@ -214,7 +227,7 @@ class RetryAccepted(BaseModel):
     retrying_step: str
 
 
-UserState = Literal["pending", "ready", "failed"]
+UserState = Literal["pending", "ready", "failed", "deleting", "deleted"]
 
 
 class UserStatus(BaseModel):
@@ -229,11 +242,10 @@ class UserStatus(BaseModel):
     @classmethod
     def from_rows(cls, p: Project, steps: Iterable[ProvisioningStep]) -> UserStatus:
         assert p.external_user_id is not None
-        state: UserState = (
-            "ready" if p.status == ProjectStatus.ONLINE
-            else "failed" if p.status == ProjectStatus.FAILED
-            else "pending"
-        )
+        state: UserState = {
+            ProjectStatus.ONLINE: "ready", ProjectStatus.FAILED: "failed",
+            ProjectStatus.DEPROVISIONING: "deleting", ProjectStatus.DELETED: "deleted",
+        }.get(ProjectStatus(p.status), "pending")
         return cls(
             user_id=p.external_user_id, project_id=p.id, status=state,
             steps=StepOut.from_rows(p.kind, steps), graph=GraphInfo.from_project(p),
@@ -245,6 +257,12 @@ class SignupAccepted(BaseModel):
     project_id: uuid.UUID
     workflow_id: str
     created: bool = Field(description="False when this delivery repeated an earlier one.")
+
+
+class UserDeletionAccepted(BaseModel):
+    user_id: uuid.UUID
+    project_id: uuid.UUID
+    workflow_id: str = Field(description="The deprovisioning run of the user's tenant.")
 
 
 class WebhookIgnored(BaseModel):

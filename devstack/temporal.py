@@ -9,8 +9,9 @@ import sysconfig
 from pathlib import Path
 
 from devstack.ports import wait_port
+from tenantflow import search_attributes
 
-SEARCH_ATTRIBUTES = ["TenantId=Keyword"]
+SEARCH_ATTRIBUTES = [f"{key.name}=Keyword" for key in search_attributes.ALL]
 
 
 def temporal_binary() -> str:

@@ -91,6 +91,7 @@ DEPROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
     ProjectKind.USER: WorkflowName.DEPROVISION_USER,
 }
 # The provisioning runs' message handlers (tenantflow.contracts holds their payloads).
+PROGRESS_QUERY = "progress"  # RetryFailedWorkflow
 RETRY_SIGNAL = "retry"
 RETRY_UPDATE = "retry_failed_step"
 STATE_QUERY = "state"
@@ -153,6 +154,9 @@ TEARDOWN_STEPS_BY_KIND: dict[str, tuple[StepName, ...]] = {
     ProjectKind.PROJECT: PROJECT_TEARDOWN_STEP_NAMES,
     ProjectKind.USER: USER_TEARDOWN_STEP_NAMES,
 }
+# Project-status writes are fenced by a sequence number (tenantflow.store): each run kind counts
+# from its own base, so a later deprovisioning's writes always win over a provisioning run's.
+STATUS_SEQ_BASE: dict[str, int] = {RunKind.PROVISION: 0, RunKind.DEPROVISION: 1 << 20}
 RUN_KIND_OF_STEP: dict[str, RunKind] = {
     **{name: RunKind.PROVISION for name in PROJECT_STEP_NAMES},
     **{name: RunKind.DEPROVISION for name in PROJECT_TEARDOWN_STEP_NAMES},

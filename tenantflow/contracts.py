@@ -55,6 +55,7 @@ class BeginInput:
     project_id: str
     steps: list[str]
     seq: int | None = None  # the project-status write's fence (see ProjectStatusInput)
+    status: str = ProjectStatus.PROVISIONING  # the tenant's status while the run goes on
 
 
 @dataclass
@@ -109,3 +110,45 @@ class ProvisionState:
     generations: dict[str, int] = field(default_factory=dict)
     retry_pending: bool = False
     status_writes: int = 0
+
+
+@dataclass
+class TenantFilter:
+    """Which tenants a bulk operation applies to (every field narrows; None matches all)."""
+
+    failed_step: str | None = None
+    kind: str | None = None
+    name_prefix: str | None = None
+
+
+@dataclass
+class RetryFailedInput:
+    """Input of ``RetryFailedWorkflow``: resume every run waiting on a failed step that matches
+    ``filter``, ``batch_size`` at a time with ``pause_seconds`` between batches."""
+
+    filter: TenantFilter
+    batch_size: int
+    pause_seconds: float
+    reason: str = ""
+    requested_by: str = ""
+
+
+@dataclass
+class WaitingRun:
+    """A run waiting for a person: the tenant, and which of its runs waits (its workflow id)."""
+
+    project_id: str
+    tenant_id: str
+    workflow_id: str
+    failed_step: str
+
+
+@dataclass
+class RetryFailedProgress:
+    """What the ``progress`` query of ``RetryFailedWorkflow`` returns."""
+
+    matched: int = 0
+    retried: int = 0
+    not_waiting: list[str] = field(default_factory=list)  # tenants whose run no longer waited
+    batches_done: int = 0
+    done: bool = False

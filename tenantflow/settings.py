@@ -160,6 +160,13 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="A worker that dies mid-step is noticed after this long."
     )
 
+    bulk_retry_batch_size: int = Field(
+        default=20, ge=1, description="Bulk retry: runs resumed per batch (POST /v1/projects/retry-failed)."
+    )
+    bulk_retry_pause_seconds: float = Field(
+        default=5.0, ge=0, description="Bulk retry: pause between batches, so a fixed outage is not stormed."
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.environment is Environment.PRODUCTION:

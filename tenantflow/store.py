@@ -19,14 +19,16 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import Update, and_, case, func, literal, or_, select, tuple_, update
+from sqlalchemy import Update, and_, case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantflow.catalog import RUN_KIND_OF_STEP, AttemptOutcome
+from tenantflow.catalog import RUN_KIND_OF_STEP, AttemptOutcome, RunKind
+from tenantflow.contracts import TenantFilter, WaitingRun
 from tenantflow.errors import MirrorUnavailable
 from tenantflow.models import (
+    Credential,
     Project,
     ProjectStatus,
     ProvisioningStep,
@@ -38,6 +40,7 @@ from tenantflow.models import (
 P = Project.__table__  # type: ignore[attr-defined]
 S = ProvisioningStep.__table__  # type: ignore[attr-defined]
 A = ProvisioningStepAttempt.__table__  # type: ignore[attr-defined]
+C = Credential.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, order=True)
@@ -52,6 +55,11 @@ class Fence:
 def workflow_id_for(project_id: uuid.UUID, kind: str) -> str:
     """The business id of a provisioning run: one workflow per tenant."""
     return f"provision-{kind}-{project_id}"
+
+
+def deprovision_workflow_id(project_id: uuid.UUID, kind: str) -> str:
+    """The business id of a tenant's deprovisioning run (at most one per tenant)."""
+    return f"deprovision-{kind}-{project_id}"
 
 
 def _pending_steps(project_id: uuid.UUID, steps: Sequence[str]) -> list[dict[str, Any]]:
@@ -170,6 +178,31 @@ class Store:
                 )
             ).mappings().all()
         return [Project(**r) for r in rows], int(total)
+
+    async def waiting_runs(self, filter: TenantFilter) -> list[WaitingRun]:
+        """Tenants whose run waits on a failed step, matching ``filter``, oldest first; with the
+        workflow id of the run that waits (provisioning or deprovisioning)."""
+        conds = [P.c.status == ProjectStatus.FAILED, S.c.status == StepStatus.FAILED]
+        if filter.failed_step:
+            conds.append(S.c.step_name == filter.failed_step)
+        if filter.kind:
+            conds.append(P.c.kind == filter.kind)
+        if filter.name_prefix:
+            conds.append(P.c.name.startswith(filter.name_prefix, autoescape=True))
+        query = (
+            select(P.c.id, P.c.name, P.c.kind, P.c.workflow_id, S.c.step_name, S.c.run_kind)
+            .join(S, S.c.project_id == P.c.id).where(*conds).order_by(P.c.created_at, P.c.id)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            WaitingRun(
+                project_id=str(r.id), tenant_id=r.name, failed_step=r.step_name,
+                workflow_id=r.workflow_id if r.run_kind == RunKind.PROVISION
+                else deprovision_workflow_id(r.id, r.kind),
+            )
+            for r in rows
+        ]
 
     async def update_project(self, project_id: uuid.UUID, **values: Any) -> None:
         async with self._write() as conn:
@@ -306,6 +339,45 @@ class Store:
                         (reported, seen.op("||")(func.coalesce(S.c.error_details, literal({}, JSONB)))),
                         else_=seen,
                     ),
+                )
+            )
+
+    async def cancel_open_steps(self, project_id: uuid.UUID, run_kind: RunKind) -> int:
+        """A cancelled run's steps that were under way go back to ``pending`` with the reason (a
+        ``failed`` one keeps its failure as history), and their unfinished attempts are closed as
+        lost. Returns how many steps that touched."""
+        now = utcnow()
+        async with self._write() as conn:
+            await conn.execute(
+                update(A)
+                .where(A.c.project_id == project_id, A.c.finished_at.is_(None),
+                       A.c.step_name.in_(select(S.c.step_name).where(
+                           S.c.project_id == project_id, S.c.run_kind == run_kind)))
+                .values(finished_at=now, outcome=AttemptOutcome.LOST,
+                        error_message="cancelled: the tenant is being deprovisioned")
+            )
+            touched = await conn.execute(
+                update(S)
+                .where(S.c.project_id == project_id, S.c.run_kind == run_kind,
+                       S.c.status == StepStatus.RUNNING)
+                # A new generation: a late write of the cancelled attempt cannot undo this.
+                .values(status=StepStatus.PENDING, completed_at=now,
+                        error_message="cancelled: the tenant is being deprovisioned",
+                        generation=S.c.generation + 1, attempt=0, phase=Phase.RESET)
+            )
+        return touched.rowcount
+
+    async def mark_deleted(self, project_id: uuid.UUID, *, seq: int | None) -> None:
+        """The end of a deprovisioning: every stored secret of the tenant destroyed and the tenant
+        ``deleted``, in one transaction (the row and its steps stay for audit)."""
+        fenced = [] if seq is None else [P.c.status_seq <= seq]
+        now = utcnow()
+        async with self._write() as conn:
+            await conn.execute(delete(C).where(C.c.project_id == project_id))
+            await conn.execute(
+                update(P).where(P.c.id == project_id, *fenced).values(
+                    status=ProjectStatus.DELETED, deleted_at=now, updated_at=now,
+                    **({"status_seq": seq} if seq is not None else {}),
                 )
             )
 

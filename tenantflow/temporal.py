@@ -1,22 +1,21 @@
-"""Starting provisioning runs: shared by the project API and the signup webhook."""
+"""Starting tenant runs (provisioning, deprovisioning): shared by the project API and the webhook."""
 
 from __future__ import annotations
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 
-from tenantflow.catalog import PROVISION_WORKFLOW_BY_KIND
+from tenantflow.catalog import DEPROVISION_WORKFLOW_BY_KIND, PROVISION_WORKFLOW_BY_KIND
 from tenantflow.contracts import ProvisionInput
 from tenantflow.models import Project
+from tenantflow.search_attributes import TENANT_ID
 from tenantflow.settings import Settings
-
-TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+from tenantflow.store import deprovision_workflow_id
 
 
 async def connect(settings: Settings) -> Client:
@@ -24,14 +23,32 @@ async def connect(settings: Settings) -> Client:
 
 
 async def start_provisioning(client: Client, settings: Settings, project: Project) -> WorkflowHandle:
-    """Start the project's run, or attach to it if it is already running.
+    """Start the project's provisioning run, or attach to it if it is already running.
 
     The workflow id is derived from the project id, and an id conflict means "use the existing
     run": so a repeated or concurrent request never starts a second run, and a request that
     crashed between inserting the row and starting the workflow is healed by the next one.
     """
+    return await _start(
+        client, settings, project, PROVISION_WORKFLOW_BY_KIND[project.kind], project.workflow_id,
+        summary=f"provision {project.kind} {project.name}",
+    )
+
+
+async def start_deprovisioning(client: Client, settings: Settings, project: Project) -> WorkflowHandle:
+    """Start the tenant's deprovisioning run, or attach to the one already going (same rule)."""
+    return await _start(
+        client, settings, project, DEPROVISION_WORKFLOW_BY_KIND[project.kind],
+        deprovision_workflow_id(project.id, project.kind),
+        summary=f"deprovision {project.kind} {project.name}",
+    )
+
+
+async def _start(
+    client: Client, settings: Settings, project: Project, workflow: str, workflow_id: str, *, summary: str
+) -> WorkflowHandle:
     return await client.start_workflow(
-        PROVISION_WORKFLOW_BY_KIND[project.kind],
+        workflow,
         ProvisionInput(
             project_id=str(project.id),
             tenant_id=project.name,
@@ -39,9 +56,10 @@ async def start_provisioning(client: Client, settings: Settings, project: Projec
             heartbeat_timeout_seconds=settings.step_heartbeat_timeout_seconds,
             outage_budget_seconds=settings.step_outage_budget_seconds,
         ),
-        id=project.workflow_id,
+        id=workflow_id,
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, project.name)]),
+        static_summary=summary,
     )

@@ -23,10 +23,9 @@ from activities.deps import Deps
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
 from devstack.temporal import temporal_binary
-from tenantflow import db
+from tenantflow import db, search_attributes
 from tenantflow.crypto import generate_key
 from tenantflow.settings import Settings
-from tenantflow.temporal import TENANT_ID
 from worker import build_worker
 
 API_TOKEN = "test-api-token-0123456789"
@@ -55,7 +54,7 @@ def mirror_url(pg: PostgresServer) -> str:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        search_attributes=[TENANT_ID],
+        search_attributes=list(search_attributes.ALL),
         dev_server_extra_args=["--log-level", "error"],
     )
     yield env

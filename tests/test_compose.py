@@ -140,3 +140,11 @@ def test_dockerfile_copies_every_package() -> None:
                       if line.startswith("COPY"))
     missing = [p for p in wanted if not re.search(rf"(^|\s){re.escape(p)}(\s|$)", copied)]
     assert not missing, f"the Dockerfile does not copy {missing}"
+
+
+def test_the_setup_job_creates_every_search_attribute_the_workflows_use(compose: dict[str, Any]) -> None:
+    from tenantflow.search_attributes import ALL
+
+    script = "\n".join(compose["services"]["temporal-setup"]["command"])
+    for key in ALL:
+        assert re.search(rf"\b{key.name}\b", script), f"{key.name} is not created by temporal-setup"

@@ -1,18 +1,30 @@
-"""The machinery both provisioning workflows share: run steps in order, mirror the run's
-status, stop at a failed step and wait for an operator's retry, answer the ``state`` query.
+"""The machinery every tenant run shares: run steps in order, mirror the run's status, stop at a
+failed step and wait for an operator's retry, answer the ``state`` query, keep the ``TenantStatus``
+and ``FailedStep`` search attributes and the run's current details (Temporal Web UI) true.
 
-Subclasses only say which steps they run (``STEPS``) and define ``@workflow.run``.
+``StepsWorkflow`` is that machinery; ``ProvisioningWorkflow`` (project and user provisioning) and
+``DeprovisioningWorkflow`` (teardown) say which steps run, which status the tenant has meanwhile,
+and what happens at the end. Subclasses define ``STEPS`` and ``@workflow.run``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from tenantflow.catalog import RETRY_SIGNAL, RETRY_UPDATE, STATE_QUERY, ProjectStatus, StepStatus
+    from tenantflow.catalog import (
+        RETRY_SIGNAL,
+        RETRY_UPDATE,
+        STATE_QUERY,
+        STATUS_SEQ_BASE,
+        ProjectStatus,
+        RunKind,
+        StepStatus,
+    )
     from tenantflow.contracts import (
         BeginInput,
         MarkStepInput,
@@ -24,8 +36,10 @@ with workflow.unsafe.imports_passed_through():
         RetryResult,
         StepInput,
     )
+    from tenantflow.search_attributes import FAILED_STEP, TENANT_STATUS
     from workflows.steps import (
-        BEGIN_PROVISIONING,
+        BEGIN_RUN,
+        FINISH_DEPROVISIONING,
         MARK_STEP,
         MIRROR_RETRY,
         MIRROR_TIMEOUT,
@@ -52,17 +66,20 @@ def describe_activity_error(err: ActivityError) -> tuple[str, dict[str, Any]]:
     return str(cause or err), details
 
 
-class ProvisioningWorkflow:
-    """Not a workflow by itself: the shared body of ``ProvisionProjectWorkflow`` and
-    ``ProvisionUserWorkflow`` (handlers defined here are inherited by both). Its whole state is
-    one ``ProvisionState``, which the ``state`` query returns."""
+class StepsWorkflow:
+    """Not a workflow by itself: the shared body of every tenant run (handlers defined here are
+    inherited). Its whole state is one ``ProvisionState``, which the ``state`` query returns."""
 
     STEPS: ClassVar[tuple[StepSpec, ...]] = ()
+    # The tenant's status while this run's steps go on.
+    ACTIVE_STATUS: ClassVar[ProjectStatus] = ProjectStatus.PROVISIONING
+    RUN_KIND: ClassVar[RunKind] = RunKind.PROVISION
 
     def __init__(self) -> None:
         self._state = ProvisionState(
             steps={s.name: StepStatus.PENDING for s in self.STEPS},
             generations={s.name: 0 for s in self.STEPS},
+            status_writes=STATUS_SEQ_BASE[self.RUN_KIND],
         )
 
     # ------------------------------------------------------------------ handlers
@@ -105,18 +122,16 @@ class ProvisioningWorkflow:
         self._state.retries_requested += 1
 
     # --------------------------------------------------------------------- body
-    async def _provision(self, input: ProvisionInput) -> ProvisionResult:
+    async def _run_steps(self, input: ProvisionInput) -> None:
+        """Mark the run begun (step rows exist, the tenant is ``ACTIVE_STATUS``), then run every step."""
         st = self._state
         st.project_id, st.tenant_id = input.project_id, input.tenant_id
-        await self._mirror(BEGIN_PROVISIONING, BeginInput(
-            input.project_id, list(st.steps), seq=self._next_status_write()
+        await self._mirror(BEGIN_RUN, BeginInput(
+            input.project_id, list(st.steps), seq=self._next_status_write(), status=self.ACTIVE_STATUS
         ))
-        st.status = ProjectStatus.PROVISIONING
+        self._publish(self.ACTIVE_STATUS)
         for spec in self.STEPS:
             await self._run_until_done(spec, input)
-        await self._set_status(ProjectStatus.ONLINE)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return ProvisionResult(input.project_id, st.status, dict(st.steps))
 
     async def _run_until_done(self, spec: StepSpec, input: ProvisionInput) -> None:
         """Run one step; on final failure mark it failed and wait for a retry, then run again."""
@@ -150,16 +165,39 @@ class ProvisioningWorkflow:
         await self._mirror(MARK_STEP, MarkStepInput(
             st.project_id, step, StepStatus.PENDING, generation=generation + 1
         ))
-        await self._set_status(ProjectStatus.PROVISIONING)
-        st.steps[step] = StepStatus.PENDING
         st.failed_step = None
         st.retry_pending = False
+        await self._set_status(self.ACTIVE_STATUS)
+        st.steps[step] = StepStatus.PENDING  # the retry update answers from here on
 
-    async def _set_status(self, status: ProjectStatus) -> None:
-        await self._mirror(SET_PROJECT_STATUS, ProjectStatusInput(
+    async def _set_status(self, status: ProjectStatus, *, activity: Any = SET_PROJECT_STATUS) -> None:
+        await self._mirror(activity, ProjectStatusInput(
             self._state.project_id, status, seq=self._next_status_write()
         ))
-        self._state.status = status
+        self._publish(status)
+
+    def _publish(self, status: ProjectStatus) -> None:
+        """Show the run's state outside: search attributes and the Web UI's current details."""
+        st = self._state
+        st.status = status
+        workflow.upsert_search_attributes([
+            TENANT_STATUS.value_set(status),
+            FAILED_STEP.value_set(st.failed_step) if st.failed_step else FAILED_STEP.value_unset(),
+        ])
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        st = self._state
+        if st.status != ProjectStatus.FAILED or st.failed_step is None:
+            done = sum(1 for s in st.steps.values() if s in (StepStatus.SUCCESS, StepStatus.SKIPPED))
+            return f"**{st.tenant_id}**: {st.status}, {done} of {len(st.steps)} steps done"
+        return (
+            f"**{st.tenant_id}**: step `{st.failed_step}` failed and waits for a person.\n\n"
+            f"Last error: {st.last_error}\n\n"
+            f"Fix the cause, then retry from that step: signal `{RETRY_SIGNAL}` "
+            f"(`temporal workflow signal --workflow-id {workflow.info().workflow_id} "
+            f"--name {RETRY_SIGNAL} --input '{{}}'`) or `POST /v1/projects/{st.tenant_id}/retry`."
+        )
 
     def _next_status_write(self) -> int:
         self._state.status_writes += 1
@@ -169,3 +207,34 @@ class ProvisioningWorkflow:
         await workflow.execute_activity(
             activity, arg, start_to_close_timeout=MIRROR_TIMEOUT, retry_policy=MIRROR_RETRY
         )
+
+
+class ProvisioningWorkflow(StepsWorkflow):
+    """Brings a tenant up: its steps, then ``online``. Cancelled by a deprovisioning run (which
+    waits for it to stop): in-flight steps are cancelled and waited for, nothing more is created."""
+
+    async def _provision(self, input: ProvisionInput) -> ProvisionResult:
+        try:
+            await self._run_steps(input)
+        except asyncio.CancelledError:
+            # The tenant is being deleted; this run no longer says anything about it.
+            self._state.failed_step = None
+            self._publish(ProjectStatus.DEPROVISIONING)
+            raise
+        await self._set_status(ProjectStatus.ONLINE)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return ProvisionResult(input.project_id, self._state.status, dict(self._state.steps))
+
+
+class DeprovisioningWorkflow(StepsWorkflow):
+    """Takes a tenant down: stop its provisioning run, tear down in reverse order, destroy every
+    stored secret, then ``deleted`` (the row stays for audit; the name is free again)."""
+
+    ACTIVE_STATUS = ProjectStatus.DEPROVISIONING
+    RUN_KIND = RunKind.DEPROVISION
+
+    async def _deprovision(self, input: ProvisionInput) -> ProvisionResult:
+        await self._run_steps(input)
+        await self._set_status(ProjectStatus.DELETED, activity=FINISH_DEPROVISIONING)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return ProvisionResult(input.project_id, self._state.status, dict(self._state.steps))

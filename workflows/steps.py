@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.services import ServiceActivities
     from activities.tenant_postgres import TenantPostgresActivities
     from activities.verify import VerifyActivities
-    from tenantflow.catalog import STEPS_BY_KIND, ProjectKind, StepName
+    from tenantflow.catalog import STEPS_BY_KIND, TEARDOWN_STEPS_BY_KIND, ProjectKind, StepName
     from tenantflow.contracts import ProvisionInput
 
 # Outages: back off 1, 2, 4, ... seconds, never more than 30 s apart, until the step's budget.
@@ -79,6 +79,9 @@ class StepSpec:
             else HEARTBEAT_TIMEOUT
         )
         return dict(
+            # A cancelled run (the tenant is being deleted) ends only once its in-flight step
+            # has stopped, so nothing is created behind the teardown's back.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             start_to_close_timeout=min(self.start_to_close_timeout, budget),
             schedule_to_close_timeout=budget,
             heartbeat_timeout=heartbeat,
@@ -107,12 +110,32 @@ STEP_SPECS: dict[StepName, StepSpec] = {
         StepSpec(StepName.REGISTER_STORAGE_SERVICE, ServiceActivities.register_storage_service,
                  timedelta(minutes=2)),
         StepSpec(StepName.VERIFY_SERVICES, VerifyActivities.verify_services, timedelta(minutes=3)),
+        # Teardown. Stopping a provision run waits for its in-flight step to notice the cancel.
+        StepSpec(StepName.STOP_PROVISIONING, ProjectActivities.stop_provisioning, timedelta(minutes=5)),
+        StepSpec(StepName.DEREGISTER_STORAGE_SERVICE, ServiceActivities.deregister_storage_service,
+                 timedelta(minutes=2)),
+        StepSpec(StepName.DEREGISTER_REALTIME_SERVICE, ServiceActivities.deregister_realtime_service,
+                 timedelta(minutes=2)),
+        StepSpec(StepName.DEREGISTER_AUTH_SERVICE, ServiceActivities.deregister_auth_service,
+                 timedelta(minutes=2)),
+        StepSpec(StepName.DELETE_API_KEYS, KeyActivities.delete_api_keys, timedelta(minutes=1)),
+        # Aura: DELETE, then poll until the instance is gone.
+        StepSpec(StepName.DROP_GRAPH_DATABASE, GraphActivities.drop_graph_database,
+                 timedelta(minutes=30), outage_budget=timedelta(minutes=45)),
+        StepSpec(StepName.DROP_TENANT_DATABASE, TenantPostgresActivities.drop_tenant_database,
+                 timedelta(minutes=5)),
     )
 }
 
 PROJECT_STEPS: tuple[StepSpec, ...] = tuple(STEP_SPECS[n] for n in STEPS_BY_KIND[ProjectKind.PROJECT])
 USER_STEPS: tuple[StepSpec, ...] = tuple(STEP_SPECS[n] for n in STEPS_BY_KIND[ProjectKind.USER])
+PROJECT_TEARDOWN: tuple[StepSpec, ...] = tuple(
+    STEP_SPECS[n] for n in TEARDOWN_STEPS_BY_KIND[ProjectKind.PROJECT]
+)
+USER_TEARDOWN: tuple[StepSpec, ...] = tuple(STEP_SPECS[n] for n in TEARDOWN_STEPS_BY_KIND[ProjectKind.USER])
 
-BEGIN_PROVISIONING = ProjectActivities.begin_provisioning
+# The workflows' own bookkeeping (activity type names kept from the first release: replay-safe).
+BEGIN_RUN = ProjectActivities.begin_provisioning
+FINISH_DEPROVISIONING = ProjectActivities.finish_deprovisioning
 SET_PROJECT_STATUS = ProjectActivities.set_project_status
 MARK_STEP = ProjectActivities.mark_step

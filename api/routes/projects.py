@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from api.deps import RequireApiToken, SettingsDep, StoreDep, TemporalDep
-from api.provisioning import create_tenant
+from api.provisioning import create_tenant, deprovision
 from api.schemas import (
     ProjectCreate,
     ProjectDetail,
@@ -22,7 +22,7 @@ from api.schemas import (
 )
 from tenantflow.catalog import RETRY_UPDATE
 from tenantflow.contracts import RetryRequest, RetryResult
-from tenantflow.models import Project, ProjectKind
+from tenantflow.models import Project, ProjectKind, ProjectStatus
 from tenantflow.store import Store
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireApiToken])
@@ -125,6 +125,55 @@ async def retry_project(
         rpc_timeout=RETRY_UPDATE_TIMEOUT,
     )
     return RetryAccepted(retrying_step=result.step_name)
+
+
+@router.delete(
+    "/{ref}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ProjectDetail,
+    responses={**_NOT_FOUND, 200: {"model": ProjectDetail, "description": "The tenant is deleted already."}},
+)
+async def delete_project(
+    ref: str, response: Response, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+) -> ProjectDetail:
+    """Deprovision the tenant (``ref``: id or name) in any state: ``deprovisioning`` → ``deleted``.
+    A provisioning run still going is cancelled first; every resource is removed in reverse order;
+    the row and its steps stay for audit and the name is free again. Repeats are harmless."""
+    project = await _by_ref_or_404(store, ref)
+    if project.status == ProjectStatus.DELETED:
+        response.status_code = status.HTTP_200_OK
+    else:
+        project = await deprovision(store, temporal, settings, project)
+    return ProjectDetail.from_rows(project, await store.get_steps(project.id))
+
+
+@router.post(
+    "/{ref}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ProjectDetail,
+    responses={**_NOT_FOUND, 409: {"description": "The tenant is online (use DELETE) or already gone."}},
+)
+async def cancel_project(
+    ref: str, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+) -> ProjectDetail:
+    """Stop a provisioning that has not finished and remove what it made: the same deprovisioning
+    as ``DELETE``, refused for a tenant that is already ``online`` (that takes a DELETE)."""
+    project = await _by_ref_or_404(store, ref)
+    if project.status in (ProjectStatus.ONLINE, ProjectStatus.DELETED):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"nothing to cancel: the tenant is {project.status}"
+            + ("; DELETE /v1/projects/{ref} removes it" if project.status == ProjectStatus.ONLINE else ""),
+        )
+    project = await deprovision(store, temporal, settings, project)
+    return ProjectDetail.from_rows(project, await store.get_steps(project.id))
+
+
+async def _by_ref_or_404(store: Store, ref: str) -> Project:
+    project = await store.get_project_by_ref(ref)
+    if project is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no project with id or name {ref!r}")
+    return project
 
 
 async def _get_or_404(store: Store, project_id: uuid.UUID) -> Project:

@@ -1,4 +1,5 @@
-"""``/v1/webhooks/auth``: the auth service tells us about signups; each new user gets a tenant.
+"""``/v1/webhooks/auth``: the auth service tells us about signups and deleted users; each new user
+gets a tenant, and a deleted user's tenant is deprovisioned.
 
 The delivery is authenticated on its raw bytes (``api.webhook_auth``) before anything parses it.
 Redeliveries are expected (webhooks are at-least-once): the user id is the idempotency key, so
@@ -10,11 +11,12 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api.deps import SettingsDep, StoreDep, TemporalDep
-from api.provisioning import create_tenant
-from api.schemas import SignupAccepted, SignupEvent, WebhookHealth, WebhookIgnored
+from api.provisioning import create_tenant, deprovision
+from api.schemas import SignupAccepted, SignupEvent, UserDeletionAccepted, WebhookHealth, WebhookIgnored
 from api.webhook_auth import verify_webhook
-from tenantflow.models import ProjectKind
+from tenantflow.models import ProjectKind, ProjectStatus
 from tenantflow.names import user_project_name
+from tenantflow.store import deprovision_workflow_id
 
 router = APIRouter(prefix="/v1/webhooks/auth", tags=["webhooks"])
 
@@ -32,8 +34,10 @@ _SIGNUP_BODY = {
     openapi_extra=_SIGNUP_BODY,
     response_model=None,  # two bodies: SignupAccepted (202) or WebhookIgnored (200)
     responses={
-        202: {"model": SignupAccepted, "description": "The user's tenant is being provisioned."},
-        200: {"model": WebhookIgnored, "description": "Not an INSERT on auth.users: nothing to do."},
+        202: {"model": SignupAccepted | UserDeletionAccepted,
+              "description": "The user's tenant is being provisioned (INSERT) or deleted (DELETE)."},
+        200: {"model": WebhookIgnored,
+              "description": "Not an INSERT/DELETE on auth.users, or no tenant to delete: nothing to do."},
         400: {"description": "The body is not JSON."},
         401: {"description": "Missing or bad signature / bearer token, or a stale timestamp."},
         422: {"description": "The event has no record.id UUID."},
@@ -41,8 +45,9 @@ _SIGNUP_BODY = {
 )
 async def auth_signup(
     request: Request, response: Response, settings: SettingsDep, store: StoreDep, temporal: TemporalDep
-) -> SignupAccepted | WebhookIgnored:
-    """Provision the new user's tenant (202). Authenticated by a Standard Webhooks signature or
+) -> SignupAccepted | UserDeletionAccepted | WebhookIgnored:
+    """Provision a new user's tenant (INSERT, 202), or deprovision a deleted user's tenant
+    (DELETE, 202). Authenticated by a Standard Webhooks signature or
     ``Authorization: Bearer <webhook secret>``."""
     body = await request.body()
     verify_webhook(
@@ -55,7 +60,18 @@ async def auth_signup(
         return WebhookIgnored(reason=reason)
     user_id = event.user_id()
     if user_id is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "record.id must be the new user's UUID")
+        where = "old_record.id" if event.is_deletion else "record.id"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{where} must be the user's UUID")
+    if event.is_deletion:
+        project = await store.get_user_project(user_id)
+        if project is None or project.status == ProjectStatus.DELETED:
+            response.status_code = status.HTTP_200_OK
+            return WebhookIgnored(reason="this user has no tenant to delete")
+        project = await deprovision(store, temporal, settings, project)
+        return UserDeletionAccepted(
+            user_id=user_id, project_id=project.id,
+            workflow_id=deprovision_workflow_id(project.id, project.kind),
+        )
     created = await create_tenant(
         store, temporal, settings, name=user_project_name(user_id), kind=ProjectKind.USER,
         external_user_id=user_id, idempotency_key=f"user:{user_id}",
