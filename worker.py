@@ -64,6 +64,12 @@ def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
         services.register_realtime_service,
         services.register_storage_service,
         verify.verify_services,
+        services.deregister_storage_service,
+        services.deregister_realtime_service,
+        services.deregister_auth_service,
+        keys.delete_api_keys,
+        graph.drop_graph_database,
+        tenant_pg.drop_tenant_database,
     ]
 
 

@@ -12,6 +12,8 @@ tenantflow defines, and ``standins.platform`` implements (paths relative to ``au
                 "database": {"host", "port", "dbname", "user", "password_sha256"},
                 "jwt_secret_sha256", "created_at", "updated_at"}
         Secrets are never returned, only their SHA-256, so registrations can be verified.
+    DELETE /admin/tenants/{tenant}      Authorization: Bearer <auth_service_key>
+        → 204 deleted | 404 unknown tenant (deregistration counts both as done)
     GET /admin/tenants/{tenant}/health  apikey: <the tenant's anon key>
         → 200 {"healthy": true, "role": ...} if the key verifies with the registered JWT secret
         | 401 it does not | 404 unknown tenant.
@@ -47,6 +49,7 @@ class AuthService(PlatformService):
 
     name = "auth"
     step = StepName.REGISTER_AUTH_SERVICE
+    dereg_step = StepName.DEREGISTER_AUTH_SERVICE
     tenant_template = "/admin/tenants/{tenant}"
     admin_scheme = bearer_auth
 

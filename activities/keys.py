@@ -4,6 +4,11 @@
 platform services (auth, realtime, storage) are registered with all three, so they can check keys
 without asking us. Everything is kept encrypted in the credential store; only the references
 (``jwt_secret``, ``anon_key``, ``service_role_key``) leave the activity.
+
+Revocation. The keys are JWTs signed with the tenant's secret and nothing keeps a list of them, so
+a key cannot be revoked by itself: it stops working when nobody holds the secret that verifies it.
+Deprovisioning therefore deregisters the tenant from auth, realtime and storage first (they hold
+the secret to check keys) and then deletes the secret and the keys here (``delete_api_keys``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from tenantflow.models import StepStatus
 JWT_SECRET = "jwt_secret"
 ANON_KEY = "anon_key"
 SERVICE_ROLE_KEY = "service_role_key"
+KEY_KINDS = (JWT_SECRET, ANON_KEY, SERVICE_ROLE_KEY)
 # Credential kind → the ``role`` claim of the key stored under it.
 API_KEY_ROLES = {ANON_KEY: "anon", SERVICE_ROLE_KEY: "service_role"}
 ALGORITHM = "HS256"
@@ -85,4 +91,19 @@ class KeyActivities(StepActivities):
             status=StepStatus.SUCCESS,
             credential_refs=[JWT_SECRET, *API_KEY_ROLES],
             details={"issued": issued, "kept": [r for r in API_KEY_ROLES.values() if r not in issued]},
+        )
+
+    @step(StepName.DELETE_API_KEYS)
+    async def delete_api_keys(self, input: StepInput) -> StepResult:
+        """Delete the tenant's JWT secret and its anon and service_role keys.
+
+        This revokes the keys: they are JWTs signed with that secret, and once the services no
+        longer hold the secret (the deregistration steps run first) and we no longer hold it,
+        nothing verifies them. Keys that are gone already count as deleted.
+        """
+        project = await self.load_project(input)
+        deleted = await self.deps.credentials.delete(project.id, *KEY_KINDS)
+        return StepResult(
+            status=StepStatus.SUCCESS,
+            details={"credentials_deleted": list(KEY_KINDS), "existed": deleted},
         )

@@ -280,6 +280,8 @@ class PlatformService(ABC):
     name: ClassVar[str]
     # The provisioning step that registers tenants with this service.
     step: ClassVar[StepName]
+    # The deprovisioning step that deregisters them.
+    dereg_step: ClassVar[StepName]
     # Path of one tenant's registration, with a ``{tenant}`` placeholder.
     tenant_template: ClassVar[str]
     # How the admin key is sent: ``bearer_auth`` or ``apikey_auth``.
@@ -297,18 +299,43 @@ class PlatformService(ABC):
     def connect(self, tenant: TenantRegistration) -> AbstractAsyncContextManager[ServiceClient]:
         """An HTTP client for this service's admin API; errors are scrubbed of ``tenant``'s secrets
         and of the admin key, should the service echo them."""
-        secrets = (*tenant.secrets, self.admin_key.get_secret_value())
-        admin_auth = type(self).admin_scheme(self.admin_key)  # via the class: a plain function
-        return service_client(self.settings, self.name, self.base_url, admin_auth, secrets=secrets)
+        return self.admin_client(secrets=tenant.secrets)
 
-    def path(self, tenant: TenantRegistration, suffix: str = "") -> str:
-        """The path of ``tenant``'s registration (plus ``suffix``), its name validated and quoted."""
-        return tenant_path(self.tenant_template, tenant.name) + suffix
+    def admin_client(self, *, secrets: Iterable[str] = ()) -> AbstractAsyncContextManager[ServiceClient]:
+        """An HTTP client for this service's admin API that needs no tenant secret (deregistration);
+        errors are scrubbed of the admin key and of ``secrets``."""
+        admin_auth = type(self).admin_scheme(self.admin_key)  # via the class: a plain function
+        return service_client(self.settings, self.name, self.base_url, admin_auth,
+                              secrets=(*secrets, self.admin_key.get_secret_value()))
+
+    def path(self, tenant: TenantRegistration | str, suffix: str = "") -> str:
+        """The path of a tenant's registration (plus ``suffix``), its name validated and quoted.
+
+        Args:
+            tenant: The registration, or just the tenant's name.
+            suffix: Appended to the path (e.g. ``/health``).
+        """
+        name = tenant if isinstance(tenant, str) else tenant.name
+        return tenant_path(self.tenant_template, name) + suffix
 
     async def fetch(self, http: ServiceClient, tenant: TenantRegistration) -> Any | None:
         """The service's view of ``tenant`` (decoded JSON), or None if it does not know it."""
         found = await http.request("GET", self.path(tenant), accept=(404,))
         return None if found.status_code == 404 else found.json()
+
+    async def deregister(self, http: ServiceClient, tenant_name: str) -> bool:
+        """Delete the tenant's registration; True if there was one, False if it was gone already.
+
+        Needs only the tenant's name and the admin key, never the tenant's secrets (they may be
+        deleted or never have existed). Read first, because upstream Realtime and Storage answer
+        their DELETE with 204 whether or not the tenant existed; a DELETE answered 404 counts as
+        done too (the tenant went between the two requests, or the service says so itself). The
+        DELETE is sent either way: what the service holds decides, not what the read saw.
+        """
+        path = self.path(tenant_name)
+        existed = (await http.request("GET", path, accept=(404,))).status_code != 404
+        await http.request("DELETE", path, accept=(404,))
+        return existed
 
     async def verify(self, http: ServiceClient, tenant: TenantRegistration) -> Verification:
         """Read the registration back and compare it with what ``register`` sends."""

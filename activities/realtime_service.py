@@ -11,6 +11,8 @@ request with ``Authorization: Bearer <realtime_service_key>``, a wrong one → 4
                                               error (upstream 422 changeset error, 409 elsewhere)
     PUT  /api/tenants/{external_id}         same body → 200 updated | 201 created (upsert)
     GET  /api/tenants/{external_id}/health  → 200 {"data": {"healthy", "db_connected", ...}} | 404
+    DELETE /api/tenants/{external_id}       → 204 (upstream answers 204 for an unknown tenant too;
+                                              the stand-in answers 404, also taken as done)
 
     tenant (response) = {"id", "external_id", "name", "inserted_at", "extensions": [{"type",
                          "settings": settings without db_password}], ...}; jwt_secret is not returned.
@@ -56,6 +58,7 @@ class RealtimeService(PlatformService):
 
     name = "realtime"
     step = StepName.REGISTER_REALTIME_SERVICE
+    dereg_step = StepName.DEREGISTER_REALTIME_SERVICE
     tenant_template = "/api/tenants/{tenant}"
     admin_scheme = bearer_auth
 

@@ -6,7 +6,13 @@ to one service's admin API (clients: ``activities.auth_service``, ``activities.r
 service URL is not configured is *skipped* with the reason, never faked as a success. Every
 registration converges: rerunning a step after a crash leaves exactly one registration per tenant.
 
-Only ``{"service", "tenant", "created"}`` leaves a step; secrets never do.
+Deregistration (deprovisioning) is the reverse, one step per service, in reverse order: storage,
+realtime, auth. It needs only the tenant's name and the service's admin key, never the tenant's
+secrets (they may be deleted already, or never have been created), and a registration that is gone
+already counts as deregistered.
+
+Only ``{"service", "tenant", "created"}`` (``"deleted"`` for deregistration) leaves a step; secrets
+never do.
 """
 
 from __future__ import annotations
@@ -68,6 +74,21 @@ class ServiceActivities(StepActivities):
         """Upsert the tenant's storage configuration (keys, JWT secret, database URL)."""
         return await self._register(StorageService(self.deps.settings), input)
 
+    @step(StepName.DEREGISTER_AUTH_SERVICE)
+    async def deregister_auth_service(self, input: StepInput) -> StepResult:
+        """Delete the tenant's auth configuration; its users can no longer sign in."""
+        return await self._deregister(AuthService(self.deps.settings), input)
+
+    @step(StepName.DEREGISTER_REALTIME_SERVICE)
+    async def deregister_realtime_service(self, input: StepInput) -> StepResult:
+        """Delete the tenant's realtime tenant (and with it its replication of the tenant database)."""
+        return await self._deregister(RealtimeService(self.deps.settings), input)
+
+    @step(StepName.DEREGISTER_STORAGE_SERVICE)
+    async def deregister_storage_service(self, input: StepInput) -> StepResult:
+        """Delete the tenant's storage configuration."""
+        return await self._deregister(StorageService(self.deps.settings), input)
+
     async def _register(self, service: PlatformService, input: StepInput) -> StepResult:
         reason = service.skip_reason()
         if reason:
@@ -81,6 +102,20 @@ class ServiceActivities(StepActivities):
         return StepResult(
             status=StepStatus.SUCCESS,
             details={"service": service.name, "tenant": project.name, "created": created},
+        )
+
+    async def _deregister(self, service: PlatformService, input: StepInput) -> StepResult:
+        reason = service.skip_reason()
+        if reason:
+            raise StepSkipped(reason)
+        project = await self.load_project(input)
+        async with service.admin_client() as http:
+            deleted = await service.deregister(http, project.name)
+        log.info("tenant %s deregistered from %s (%s)", project.name, service.name,
+                 "deleted" if deleted else "was gone already")
+        return StepResult(
+            status=StepStatus.SUCCESS,
+            details={"service": service.name, "tenant": project.name, "deleted": deleted},
         )
 
 

@@ -9,6 +9,8 @@ Contract (supabase/storage ``src/http/routes/admin/tenants.ts``; paths relative 
                                    "fileSizeLimit", "features": {"imageTransformation": {"enabled"}}}
                                   → 204; an upsert (insert ... on conflict merge)
     GET /tenants/{tenant}/health  → 200 {"healthy": bool} (the service reaches the tenant database)
+    DELETE /tenants/{tenant}      → 204 (upstream whether or not it existed; the stand-in answers 404
+                                  for an unknown tenant, also taken as done)
 
 The admin API returns the tenant's secrets in clear; verification compares them by value and reports
 only which field differs, never a value.
@@ -40,6 +42,7 @@ class StorageService(PlatformService):
 
     name = "storage"
     step = StepName.REGISTER_STORAGE_SERVICE
+    dereg_step = StepName.DEREGISTER_STORAGE_SERVICE
     tenant_template = "/tenants/{tenant}"
     admin_scheme = apikey_auth
 

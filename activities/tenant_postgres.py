@@ -13,6 +13,13 @@ The role's password is generated once (kept encrypted in the credential store, s
 it) and reaches the server only as a SCRAM verifier computed here: the plaintext can never show up in
 the server's statement log or in an error that echoes the statement.
 
+Teardown (``drop_tenant_database``) undoes both steps in reverse: new connections to the database
+are refused (``ALLOW_CONNECTIONS false``), the open ones terminated (``pg_terminate_backend``), then
+``DROP DATABASE IF EXISTS`` and ``DROP ROLE IF EXISTS``, and last the stored password. Every
+statement tolerates a missing object, so a repeated run, or a tenant whose database or role was
+never made, succeeds. A client that connects between the termination and the drop makes the drop
+fail with ``object_in_use``, an outage by our table: Temporal tries again.
+
 The admin URL's role must be a superuser (as on the dev stack) or at least be able to ``SET ROLE`` to
 the roles it creates, since tenant objects are created as the tenant role.
 
@@ -286,6 +293,30 @@ async def _restrict_connect(conn: psycopg.AsyncConnection, database: str, role: 
     )
 
 
+async def _drop_database(conn: psycopg.AsyncConnection, database: str) -> tuple[bool, int]:
+    """Drop ``database`` if it exists, after closing it to new sessions and terminating the open
+    ones; (whether it existed, how many sessions were terminated)."""
+    db_id = sql.Identifier(database)
+    if not await _exists(conn, "SELECT 1 FROM pg_database WHERE datname = %s", database):
+        return False, 0
+    await conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(db_id))
+    cur = await conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        (database,),
+    )
+    terminated = sum(1 for (done,) in await cur.fetchall() if done)
+    await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(db_id))
+    return True, terminated
+
+
+async def _drop_role(conn: psycopg.AsyncConnection, role: str) -> bool:
+    """Drop the login role if it exists; whether it existed."""
+    existed = await _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", role)
+    await conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    return existed
+
+
 class TenantPostgresActivities(StepActivities):
     """The tenant database and its schema. ``migrations_dir`` is a parameter for tests."""
 
@@ -326,6 +357,26 @@ class TenantPostgresActivities(StepActivities):
             status=StepStatus.SUCCESS,
             details={"database": database, "schema_version": version,
                      "applied": [m.filename for m in applied]},
+        )
+
+    @step(StepName.DROP_TENANT_DATABASE)
+    async def drop_tenant_database(self, input: StepInput) -> StepResult:
+        """Terminate the tenant database's sessions, drop the database and its role, then delete
+        the stored password. Whatever is already gone counts as dropped."""
+        project = await self.load_project(input)
+        # The row's names if create_tenant_database recorded them, else the ones it would have used.
+        database = project.tenant_db_name or tenant_db_name(project.name)
+        role = project.tenant_db_role or tenant_role_name(project.name)
+        with pg_errors(f"drop tenant database {database}"):
+            async with await _connect(self.deps.settings) as conn:
+                dropped, terminated = await _drop_database(conn, database)
+                role_dropped = await _drop_role(conn, role)
+        await self.deps.credentials.delete(project.id, DB_PASSWORD)
+        return StepResult(
+            status=StepStatus.SUCCESS,
+            details={"database": database, "role": role, "database_dropped": dropped,
+                     "role_dropped": role_dropped, "sessions_terminated": terminated,
+                     "credentials_deleted": [DB_PASSWORD]},
         )
 
 

@@ -11,9 +11,15 @@ Routes (the contracts are documented in ``activities.auth_service``, ``activitie
 ``activities.storage_service``)::
 
     PUT  /auth/admin/tenants/{id}          GET /auth/admin/tenants/{id}     GET .../{id}/health (apikey)
+    DELETE /auth/admin/tenants/{id}
     GET  /realtime/api/tenants/{id}        POST /realtime/api/tenants       PUT /realtime/api/tenants/{id}
-    GET  /realtime/api/tenants/{id}/health
+    GET  /realtime/api/tenants/{id}/health DELETE /realtime/api/tenants/{id}
     PUT  /storage/tenants/{id}             GET /storage/tenants/{id}        GET /storage/tenants/{id}/health
+    DELETE /storage/tenants/{id}
+
+Every DELETE answers 204 when it deleted the registration and 404 (in the service's error shape)
+when there was none; the row is gone from the table, so ``GET /_registrations`` no longer lists it.
+Faults hit DELETEs like any other write.
 
 Registrations persist in Postgres, table ``standin_registrations`` (PK ``(service, tenant_id)``,
 created at startup); bodies are stored as received, secrets included: it is a stand-in. Health
@@ -455,6 +461,12 @@ def auth_router() -> APIRouter:
             raise StandinError(404, _auth_error("tenant not found"))
         return JSONResponse(_auth_view(row))
 
+    @admin.delete("/admin/tenants/{tenant_id}")
+    async def delete_tenant(tenant_id: str, request: Request) -> Response:
+        if not await _registry(request).delete("auth", tenant_id):
+            raise StandinError(404, _auth_error("tenant not found"))
+        return Response(status_code=204)
+
     @public.get("/admin/tenants/{tenant_id}/health")
     async def health(tenant_id: str, request: Request) -> JSONResponse:
         row = await _registry(request).get("auth", tenant_id)
@@ -564,6 +576,12 @@ def realtime_router() -> APIRouter:
         assert row is not None
         return JSONResponse({"data": _realtime_view(row)}, status_code=201 if created else 200)
 
+    @router.delete("/api/tenants/{tenant_id}")
+    async def delete_tenant(tenant_id: str, request: Request) -> Response:
+        if not await _registry(request).delete("realtime", tenant_id):
+            raise StandinError(404, _realtime_error("not found"))
+        return Response(status_code=204)
+
     @router.get("/api/tenants/{tenant_id}/health")
     async def health(tenant_id: str, request: Request) -> JSONResponse:
         row = await _registry(request).get("realtime", tenant_id)
@@ -630,6 +648,12 @@ def storage_router() -> APIRouter:
         if row is None:
             return Response(status_code=404)
         return JSONResponse(_storage_view(row))
+
+    @router.delete("/tenants/{tenant_id}")
+    async def delete_tenant(tenant_id: str, request: Request) -> Response:
+        if not await _registry(request).delete("storage", tenant_id):
+            return Response(status_code=404)
+        return Response(status_code=204)
 
     @router.get("/tenants/{tenant_id}/health")
     async def health(tenant_id: str, request: Request) -> Response:

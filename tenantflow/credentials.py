@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -86,6 +87,23 @@ class CredentialStore:
         """The stored secret of ``kind``, generating and storing it with ``make()`` the first time."""
         await self.put_if_absent(project_id, kind, make())
         return await self.get(project_id, kind)
+
+    async def delete(self, project_id: uuid.UUID, *kinds: str) -> int:
+        """Delete the tenant's credentials of ``kinds``; returns how many existed.
+
+        Deleting what is not there is not an error: teardown steps repeat this safely.
+        """
+        if not kinds:
+            return 0
+        return await self._delete(_T.c.project_id == project_id, _T.c.kind.in_(kinds))
+
+    async def delete_all(self, project_id: uuid.UUID) -> int:
+        """Delete every credential of the tenant (the end of its deprovisioning); returns how many."""
+        return await self._delete(_T.c.project_id == project_id)
+
+    async def _delete(self, *where: Any) -> int:
+        async with self._engine.begin() as conn:
+            return len((await conn.execute(delete(_T).where(*where).returning(_T.c.id))).all())
 
     async def rotate(self, *, project_id: uuid.UUID | None = None) -> int:
         """Re-seal every credential (of one tenant, if given) not sealed with the primary key;

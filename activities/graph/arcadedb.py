@@ -14,6 +14,14 @@ with its HTTP API: ``GET /api/v1/databases`` first (it lists every database), th
 Readiness is then polled over Bolt exactly as for Neo4j
 (``activities.graph.neo4j.wait_database_online``: ``SHOW DATABASES ... WHERE name = $name``).
 
+Dropping mirrors creating: list first, and only a listed database gets ``POST /api/v1/server
+{"command": "drop database NAME"}``. ArcadeDB has no exception class of its own for dropping a
+database that does not exist: it answers 400 ``java.lang.IllegalArgumentException`` (measured on
+26.10), the class it uses for any bad argument. So that class alone proves nothing; when a drop is
+refused with it, the list is read again, and the database missing from it (a concurrent or earlier
+attempt dropped it) is what makes the refusal a success. The drop is synchronous: once it answers,
+the database is gone from the list.
+
 Names, as measured on ArcadeDB 26.10: the server accepts upper case (kept as given), ``-``, ``.``
 and even spaces, and refuses ``/``; database names become directory names. We use the strict
 subset also valid for Neo4j, without dots: ``[a-z][a-z0-9-]*[a-z0-9]``, 3-63 characters, so the
@@ -46,6 +54,7 @@ from tenantflow.tls import shared_ssl_context
 
 BACKEND = "arcadedb"
 ALREADY_EXISTS = "com.arcadedb.server.DatabaseAlreadyExistsException"
+ILLEGAL_ARGUMENT = "java.lang.IllegalArgumentException"  # among others: dropping a missing database
 ARCADEDB_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -139,6 +148,20 @@ class ArcadeDBGraphBackend:
         )
         return {"backend": BACKEND, "database": database, "mode": mode,
                 "username": self.settings.arcadedb_user, "created": created}
+
+    async def drop(self, project: Project) -> dict[str, Any]:
+        """Drop the tenant's database if the server lists it (see the module docstring)."""
+        database = arcadedb_database_name(project.name)
+        dropped = database in await self.databases()
+        if dropped:
+            try:
+                await self._request("POST", "/api/v1/server", operation="drop database",
+                                    json={"command": f"drop database {database}"})
+            except ServiceRejected as exc:
+                if exc.details.get("exception") != ILLEGAL_ARGUMENT or database in await self.databases():
+                    raise
+                dropped = False
+        return {"backend": BACKEND, "database": database, "dropped": dropped}
 
     async def wait_online(self, project: Project) -> dict[str, Any]:
         """Poll ``SHOW DATABASES`` over Bolt until the tenant's database is online."""

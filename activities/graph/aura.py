@@ -27,6 +27,15 @@ attempt of the step finds the instance by name (3). Only a 429 that says when is
 did nothing. One attempt of a step runs at a time (Temporal), which is what makes
 list-then-create safe.
 
+Deleted exactly once. ``drop`` deletes the recorded instance and any live instance carrying the
+project's name (an orphan of a crashed ``create``), each only if a GET shows it neither
+``destroying`` nor gone: a retried step after a crash that followed the DELETE sees the instance
+``destroying`` and sends no second DELETE. It then polls (``poll_until``, a heartbeat per poll)
+until every one answers 404 or ``destroyed``; an instance that is gone already is success. A
+DELETE answered 409 (Aura does not delete an instance in some states, e.g. while it is being
+created) is retryable ``StillWaiting``: a later attempt finds it deletable. A deletion outlasting
+``aura_poll_timeout_seconds`` is ``StillWaiting`` too: Temporal retries, and the retry only polls.
+
 The backend records the instance on the project row; ``projects.graph_status`` is kept by the
 steps in ``activities.graph.steps``; ``activities.graph.backend.poll_until`` runs the readiness poll.
 """
@@ -58,6 +67,8 @@ log = logging.getLogger(__name__)
 
 RUNNING = "running"
 GONE_STATUSES = frozenset({"destroying", "destroyed"})
+DESTROYED = "destroyed"
+GONE = "gone"  # what we call an instance Aura answers 404 for
 NAME_PREFIX = "tf-"
 NAME_MAX = 30  # Aura's limit on instance names
 GRAPH_DATABASE = "neo4j"  # every Aura instance serves its data from the default database
@@ -200,6 +211,47 @@ class AuraGraphBackend:
         log.info("created Aura instance %s (%s) for project %s", instance_id, name, project.id)
         return {"backend": "aura", "instance_id": instance_id, "instance_name": name,
                 "status": created.get("status"), "created": True, "replaced_instances": replaced}
+
+    # ----------------------------------------------------------------------- drop
+    async def drop(self, project: Project) -> dict[str, Any]:
+        """Delete the project's instance(s), each at most once, and wait until they are gone."""
+        tenant = self.settings.aura_tenant_id
+        if not tenant:
+            raise ConfigurationError("graph_backend=aura needs TENANTFLOW_AURA_TENANT_ID")
+        name = instance_name(project)
+        ids = [project.graph_instance_id] if project.graph_instance_id else []
+        ids += [str(i["id"]) for i in await self.client.list_instances(tenant)
+                if i.get("name") == name and i.get("id") not in ids]
+        deleted = [i for i in ids if await self._delete_once(i)]
+
+        async def check() -> Poll:
+            left = {i: s for i in ids if (s := await self._status_of(i)) not in (GONE, DESTROYED)}
+            seen = ", ".join(f"{i} {s}" for i, s in left.items()) or "gone"
+            return Poll(not left, seen, {"backend": "aura", "instance_ids": ids, "deleted": deleted})
+
+        return await poll_until(
+            check, what=f"Aura instance(s) of {name}", goal="gone", gave_up=StillWaiting,
+            interval=self.settings.aura_poll_interval_seconds,
+            timeout=self.settings.aura_poll_timeout_seconds,
+        )
+
+    async def _delete_once(self, instance_id: str) -> bool:
+        """DELETE the instance unless it is destroying or gone already; True if this call sent it."""
+        if await self._status_of(instance_id) in (*GONE_STATUSES, GONE):
+            return False
+        try:
+            return await self.client.delete_instance(instance_id)
+        except ServiceRejected as exc:
+            if exc.details.get("status") != 409:
+                raise
+            raise StillWaiting(
+                f"Aura does not delete instance {instance_id} in its current state yet",
+                details={"service": SERVICE, "instance_id": instance_id},
+            ) from exc
+
+    async def _status_of(self, instance_id: str) -> str:
+        found = await self.client.get_instance(instance_id)
+        return GONE if found is None else str(found.get("status"))
 
     # ---------------------------------------------------------------- wait_online
     async def wait_online(self, project: Project) -> dict[str, Any]:

@@ -37,7 +37,13 @@ from typing import Any, Protocol
 from temporalio import activity
 
 from activities.deps import Deps
-from tenantflow.errors import GraphDatabaseFailed, PermanentError, TransientError, VerificationFailed
+from tenantflow.errors import (
+    GraphDatabaseFailed,
+    PermanentError,
+    TenantflowError,
+    TransientError,
+    VerificationFailed,
+)
 from tenantflow.graph_clients import GRAPH_PASSWORD, graph_client_for
 from tenantflow.models import Project
 
@@ -58,6 +64,14 @@ class GraphBackendImpl(Protocol):
 
     async def verify(self, project: Project) -> dict[str, Any]:
         """Check the database answers a query with the tenant's own credentials."""
+        ...
+
+    async def drop(self, project: Project) -> dict[str, Any]:
+        """Delete the tenant's database and whatever else ``create`` made on the server (users,
+        roles, registry entries), idempotently: what is gone already counts as dropped, and a
+        tenant whose ``create`` never ran or never finished is dropped as far as it got. Waits
+        until the platform reports it gone. The credential store and the row's status are the
+        step's business, not the backend's."""
         ...
 
     async def aclose(self) -> None: ...
@@ -101,13 +115,15 @@ class Poll:
 
 
 async def poll_until(
-    check: Callable[[], Awaitable[Poll]], *, what: str, interval: float, timeout: float
+    check: Callable[[], Awaitable[Poll]], *, what: str, interval: float, timeout: float,
+    goal: str = "online", gave_up: type[TenantflowError] = GraphDatabaseFailed,
 ) -> dict[str, Any]:
     """Call ``check`` every ``interval`` seconds, heartbeating each time, until it reports done.
 
     ``check`` raises ``GraphDatabaseFailed`` itself for a state that cannot recover. Outages
     (``TransientError``) are polled through; if the last poll before the deadline was one, it is
-    raised (retryable), else ``GraphDatabaseFailed`` naming the last status seen.
+    raised (retryable), else ``gave_up`` (``GraphDatabaseFailed`` unless given) naming the last
+    status seen. ``goal`` is what the message says was not reached (``online``, ``gone``).
 
     Returns:
         The final poll's details plus ``polls`` and ``elapsed_seconds``.
@@ -129,8 +145,8 @@ async def poll_until(
         if elapsed >= timeout:
             if outage is not None:
                 raise outage
-            raise GraphDatabaseFailed(
-                f"{what} is not online after {elapsed:.1f}s (timeout {timeout:g}s, {polls} polls); "
+            raise gave_up(
+                f"{what} is not {goal} after {elapsed:.1f}s (timeout {timeout:g}s, {polls} polls); "
                 f"last status seen: {result.seen}",
                 details={"last_status": result.seen, "polls": polls, "timeout_seconds": timeout},
             )

@@ -36,6 +36,19 @@ Community has no privileges to grant, so the tenant's stored credential is the a
 (a per-tenant user would be just as powerful); the isolation is the client's label discipline,
 not a security boundary — see ``tenantflow.graph_clients``.
 
+Dropping (``drop``) follows the mode on the row, or, for a tenant whose ``create`` never recorded
+one, the edition as ``create`` does. Enterprise, against ``system``, each statement a no-op for
+what is gone::
+
+    DROP DATABASE `tf-acme` IF EXISTS
+    DROP USER `tf_acme` IF EXISTS
+    DROP ROLE `tf_acme_rw` IF EXISTS
+
+Community: the tenant's nodes are deleted in batches of ``DROP_BATCH`` (one transaction each, so a
+large tenant never needs one huge transaction), ``MATCH (n:`Tenant_acme`) WITH n LIMIT $batch
+DETACH DELETE n RETURN count(n) AS deleted`` until a batch comes back short, then its registry node
+``(:TenantflowTenant {name})``, which frees the name and the label.
+
 Readiness: ``SHOW DATABASES YIELD name, currentStatus, statusMessage WHERE name = $name`` until
 ``online`` (every row, in a cluster), polled by ``activities.graph.backend.poll_until``. ``initial``,
 ``starting``, ``store copying`` and ``offline`` are waited out; any other status (``quarantined``,
@@ -81,6 +94,7 @@ ONLINE = "online"
 WAITING_STATUSES = frozenset({"initial", "starting", "store copying", "offline"})
 REGISTRY_LABEL = "TenantflowTenant"
 REGISTRY_CONSTRAINT = "tenantflow_tenant_name"
+DROP_BATCH = 10_000  # nodes per DETACH DELETE transaction in the community fallback
 
 
 def graph_user_name(project_name: str) -> str:
@@ -243,6 +257,48 @@ class Neo4jGraphBackend:
         )
         return {"backend": BACKEND, "database": database, "mode": mode.value, "edition": edition,
                 "username": username}
+
+    # ------------------------------------------------------------------- drop
+    async def drop(self, project: Project) -> dict[str, Any]:
+        """Database, user and role on Enterprise; the tenant's nodes and registry node on Community."""
+        mode = project.graph_mode
+        if mode != GraphMode.COMMUNITY_FALLBACK and (
+            mode == GraphMode.DATABASE_PER_TENANT or await self.edition() == ENTERPRISE
+        ):
+            database = graph_db_name(project.name)
+            try:
+                await self._run(f"DROP DATABASE {quote_cypher_name(database)} IF EXISTS")
+            except PermanentError as exc:
+                if exc.details.get("code") != UNSUPPORTED_ADMINISTRATION_COMMAND:
+                    raise
+            else:
+                username, role = graph_user_name(project.name), graph_role_name(project.name)
+                await self._run(f"DROP USER {quote_cypher_name(username)} IF EXISTS")
+                await self._run(f"DROP ROLE {quote_cypher_name(role)} IF EXISTS")
+                return {"backend": BACKEND, "mode": GraphMode.DATABASE_PER_TENANT.value,
+                        "database": database, "username": username, "role": role}
+        return await self._drop_community_scope(project)
+
+    async def _drop_community_scope(self, project: Project) -> dict[str, Any]:
+        database = project.graph_database or await self._default_database()
+        label = TenantScope.for_project(project.name).label
+        nodes = 0
+        while True:
+            rows = await self._run(
+                f"MATCH (n:{label}) WITH n LIMIT $batch DETACH DELETE n RETURN count(n) AS deleted",
+                {"batch": DROP_BATCH}, database=database,
+            )
+            batch = int(rows[0]["deleted"]) if rows else 0
+            nodes += batch
+            if batch < DROP_BATCH:
+                break
+        rows = await self._run(
+            f"MATCH (t:{REGISTRY_LABEL} {{name: $name}}) DETACH DELETE t RETURN count(t) AS deleted",
+            {"name": project.name}, database=database,
+        )
+        return {"backend": BACKEND, "mode": GraphMode.COMMUNITY_FALLBACK.value, "database": database,
+                "label": label, "nodes_deleted": nodes,
+                "registry_deleted": bool(rows and rows[0]["deleted"])}
 
     # -------------------------------------------------------------- readiness
     async def wait_online(self, project: Project) -> dict[str, Any]:

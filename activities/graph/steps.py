@@ -1,4 +1,5 @@
-"""The graph steps: create the tenant's graph database, then wait until it is online.
+"""The graph steps: create the tenant's graph database, then wait until it is online; and, to
+deprovision, drop it.
 
 The platform comes from ``settings.graph_backend``; ``BACKENDS`` names the implementation of
 :class:`activities.graph.backend.GraphBackendImpl` for each value::
@@ -12,6 +13,12 @@ The steps keep ``projects.graph_status`` true: ``provisioning`` once the databas
 ``online`` once it answers, ``failed`` when the server reports it failed or it never came online
 (the readiness poll and its timeout: ``activities.graph.backend.poll_until``). The client factory
 (``tenantflow.graph_clients``) refuses tenants that are not ``online``.
+
+``drop_graph_database`` has the backend drop what it made, deletes the stored graph password and
+sets ``deleted``; the other ``graph_*`` columns stay, for audit. A tenant recorded on another
+backend than the configured one is a ``ConfigurationError``: the worker cannot reach its server,
+and calling the graph deleted would be a lie. A tenant with no recorded backend on a worker
+configured with ``none`` never had a graph: the step is skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from activities.graph.neo4j import Neo4jGraphBackend
 from activities.mirror import StepActivities, StepSkipped, step
 from tenantflow.catalog import GraphStatus, StepName
 from tenantflow.contracts import StepInput, StepResult
-from tenantflow.errors import GraphDatabaseFailed
+from tenantflow.errors import ConfigurationError, GraphDatabaseFailed
 from tenantflow.models import Project, StepStatus
 from tenantflow.settings import GraphBackend
 
@@ -88,6 +95,26 @@ class GraphActivities(StepActivities):
                 raise
         await self.deps.store.update_project(project.id, graph_status=GraphStatus.ONLINE)
         return StepResult(status=StepStatus.SUCCESS, details=details)
+
+    @step(StepName.DROP_GRAPH_DATABASE)
+    async def drop_graph_database(self, input: StepInput) -> StepResult:
+        """Drop the tenant's graph database (gone already counts), delete its stored password;
+        graph_status → deleted."""
+        project = await self.load_project(input)
+        configured = GraphBackend(self.deps.settings.graph_backend).value
+        if project.graph_backend and project.graph_backend != configured:
+            raise ConfigurationError(
+                f"the tenant's graph is on {project.graph_backend}, but this worker is configured "
+                f"for {configured}: it cannot drop it",
+                details={"graph_backend": project.graph_backend, "configured": configured},
+            )
+        async with opened(self._backends(self.deps)) as impl:
+            details = await impl.drop(project)
+        await self.deps.credentials.delete(project.id, GRAPH_PASSWORD)
+        await self.deps.store.update_project(project.id, graph_status=GraphStatus.DELETED)
+        return StepResult(
+            status=StepStatus.SUCCESS, details={**details, "credentials_deleted": [GRAPH_PASSWORD]},
+        )
 
 
 async def verify_graph(deps: Deps, project: Project) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from activities.mirror import describe_error
 from devstack.ports import free_port
 from standins.aura_emulator import AuraEmulator, EmulatorConfig
 from standins.server import ThreadedServer
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.contracts import StepInput
 from tenantflow.errors import (
     ConfigurationError,
@@ -603,6 +603,122 @@ def test_http_uri_is_derived_from_the_connection_url() -> None:
     assert http_uri("neo4j+s://ab12cd34.databases.neo4j.io:7687") == "https://ab12cd34.databases.neo4j.io"
 
 
+# ------------------------------------------------------------------------------------- dropping
+def deletes(emulator: AuraEmulator) -> list[str]:
+    """Paths of every DELETE that reached the emulator."""
+    return [r["path"] for r in emulator.requests() if r["method"] == "DELETE"]
+
+
+async def test_drop_step_deletes_the_instance_once_and_a_second_run_sends_nothing(
+    aura_settings: Callable[..., Settings], emulator: AuraEmulator, tenant_name: Callable[[], str],
+) -> None:
+    deps = Deps.from_settings(aura_settings())
+    try:
+        project = (await deps.store.create_project(
+            name=tenant_name(), kind="project", steps=PROJECT_STEP_NAMES + PROJECT_TEARDOWN_STEP_NAMES
+        )).project
+        graph, env = GraphActivities(deps), ActivityEnvironment()
+        beats: list[Any] = []
+        env.on_heartbeat = lambda *d: beats.append(d)
+        await env.run(graph.create_graph_database, StepInput(str(project.id)))
+        await env.run(graph.wait_graph_database_online, StepInput(str(project.id)))
+        [inst] = emulator.live_instances()
+        beats.clear()
+
+        dropped = await env.run(graph.drop_graph_database, StepInput(str(project.id)))
+
+        assert dropped.status == "success"
+        assert deletes(emulator) == [f"/v1/instances/{inst['id']}"]
+        assert emulator.instances()["instances"] == [] and emulator.instances()["deleted_count"] == 1
+        shown = ("backend", "instance_ids", "deleted", "credentials_deleted")
+        assert {k: dropped.details[k] for k in shown} == {
+            "backend": "aura", "instance_ids": [inst["id"]], "deleted": [inst["id"]],
+            "credentials_deleted": [GRAPH_PASSWORD]}
+        # destroying for polls_until_gone reads, then 404: one heartbeat per poll
+        assert dropped.details["polls"] == DEFAULTS.polls_until_gone + 1 == len(beats)
+        row = await deps.store.get_project(project.id)
+        assert row is not None and (row.graph_status, row.graph_instance_id) == ("deleted", inst["id"])
+        assert await deps.credentials.find(project.id, GRAPH_PASSWORD) is None
+        step = {s.step_name: s for s in await deps.store.get_steps(project.id)}["drop_graph_database"]
+        assert step.status == "success" and step.run_kind == "deprovision"
+
+        again = await env.run(graph.drop_graph_database, StepInput(str(project.id)))
+        assert again.status == "success" and again.details["deleted"] == []
+        assert len(deletes(emulator)) == 1  # still exactly one DELETE
+    finally:
+        await deps.aclose()
+
+
+async def test_drop_retried_after_a_crash_that_followed_the_delete_sends_no_second_delete(
+    backend: AuraGraphBackend, emulator: AuraEmulator, tenant_name: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = await new_project(backend, tenant_name)
+    env = ActivityEnvironment()
+    created = await env.run(backend.create, project)
+    real_delete = backend.client.delete_instance
+
+    async def delete_then_crash(instance_id: str) -> bool:
+        await real_delete(instance_id)
+        raise WorkerCrash
+
+    monkeypatch.setattr(backend.client, "delete_instance", delete_then_crash)
+    with pytest.raises(WorkerCrash):
+        await env.run(backend.drop, await reload(backend, project))
+    monkeypatch.undo()
+    assert [i["status"] for i in emulator.instances()["instances"]] == ["destroying"]
+
+    retried = await env.run(backend.drop, await reload(backend, project))
+
+    assert retried["deleted"] == [] and retried["instance_ids"] == [created["instance_id"]]
+    assert deletes(emulator) == [f"/v1/instances/{created['instance_id']}"]
+    assert emulator.instances()["instances"] == []
+
+
+async def test_drop_finds_an_unrecorded_instance_by_name(
+    backend: AuraGraphBackend, emulator: AuraEmulator, tenant_name: Callable[[], str]
+) -> None:
+    """A create whose answer was lost left an instance the row does not name: drop finds it."""
+    project = await new_project(backend, tenant_name)
+    emulator.inject(status=504, after=True, count=1, method="POST", path="/v1/instances")
+    with pytest.raises(ServiceUnavailable):
+        await ActivityEnvironment().run(backend.create, project)
+    [orphan] = emulator.live_instances(instance_name(project))
+    assert (await reload(backend, project)).graph_instance_id is None
+
+    dropped = await ActivityEnvironment().run(backend.drop, await reload(backend, project))
+
+    assert dropped["deleted"] == [orphan["id"]]
+    assert emulator.instances()["instances"] == []
+
+
+async def test_drop_of_a_project_that_never_had_an_instance_sends_no_delete(
+    backend: AuraGraphBackend, emulator: AuraEmulator, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(backend, tenant_name)
+    dropped = await ActivityEnvironment().run(backend.drop, project)
+    assert (dropped["instance_ids"], dropped["deleted"]) == ([], [])
+    assert deletes(emulator) == []
+
+
+async def test_a_slow_destruction_is_retryable_and_the_retry_only_polls(
+    make_backend: Callable[..., AuraGraphBackend], emulator: AuraEmulator,
+    tenant_name: Callable[[], str],
+) -> None:
+    backend = make_backend(aura_poll_timeout_seconds=0.3)
+    project = await new_project(backend, tenant_name)
+    await ActivityEnvironment().run(backend.create, project)
+    emulator.configure(polls_until_gone=10**6)
+    with pytest.raises(StillWaiting, match="is not gone after") as caught:
+        await ActivityEnvironment().run(backend.drop, await reload(backend, project))
+    assert describe_error(caught.value, attempt=1)[2] is True
+
+    emulator.configure(polls_until_gone=1)
+    dropped = await ActivityEnvironment().run(backend.drop, await reload(backend, project))
+    assert dropped["deleted"] == [] and len(deletes(emulator)) == 1
+    assert emulator.instances()["instances"] == []
+
+
 # ------------------------------------------------------------------------------------ emulator
 def test_emulator_admin_api_over_http(emulator: AuraEmulator) -> None:
     url = emulator.url  # type: ignore[attr-defined]
@@ -635,3 +751,24 @@ async def eventually_true(check: Callable[[], bool], timeout: float = 10.0) -> N
     while not check():
         assert time.monotonic() < deadline, "condition not met"
         await asyncio.sleep(0.02)
+
+
+async def test_emulator_delete_lifecycle_destroying_then_404(
+    client: AuraClient, emulator: AuraEmulator
+) -> None:
+    """As documented: DELETE answers 202 and the instance is ``destroying``; a DELETE while it is
+    destroying answers 202 again without restarting the destruction; then it is gone (404)."""
+    emulator.configure(polls_until_gone=2)
+    created = await client.create_instance({
+        "name": "tf-lifecycle", "region": "europe-west1", "memory": "1GB", "type": "free-db",
+        "tenant_id": TENANT, "cloud_provider": "gcp",
+    })
+    iid = created["id"]
+    assert await client.delete_instance(iid) is True
+    assert (await client.get_instance(iid) or {}).get("status") == "destroying"
+    assert await client.delete_instance(iid) is True
+    assert (await client.get_instance(iid) or {}).get("status") == "destroying"
+    assert await client.get_instance(iid) is None
+    assert await client.delete_instance(iid) is False
+    assert statuses(emulator, "DELETE", f"/v1/instances/{iid}") == [202, 202, 404]
+    assert statuses(emulator, "GET", f"/v1/instances/{iid}") == [200, 200, 404]

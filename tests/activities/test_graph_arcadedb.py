@@ -20,13 +20,14 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+import activities.graph.neo4j
 from activities.deps import Deps
 from activities.graph import GraphActivities, verify_graph
-from activities.graph.arcadedb import arcadedb_database_name
+from activities.graph.arcadedb import ArcadeDBGraphBackend, arcadedb_database_name
 from activities.graph.backend import GRAPH_PASSWORD
 from devstack.arcadedb import ArcadeDBServer
 from devstack.ports import free_port
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import InvalidName, PermanentError
 from tenantflow.graph_clients import GraphClient, graph_client_for, open_driver, run_cypher
@@ -85,6 +86,10 @@ async def provision(env: ActivityEnvironment, deps: Deps, project: Project) -> P
     found = await deps.store.get_project(project.id)
     assert found is not None
     return found
+
+
+async def drop(env: ActivityEnvironment, deps: Deps, project: Project) -> StepResult:
+    return await env.run(GraphActivities(deps).drop_graph_database, StepInput(str(project.id)))
 
 
 def server_databases(server: ArcadeDBServer) -> list[str]:
@@ -256,4 +261,120 @@ async def test_neo4j_backend_detects_community_and_scopes_tenants_by_label(
         assert registry == sorted(
             [{"name": p.name, "label": "Tenant_" + p.name} for p in (a, b)], key=lambda r: r["name"])
     finally:
+        await deps.aclose()
+
+
+# ---------------------------------------------------------------------------------- dropping
+async def test_drop_removes_the_database_and_a_second_drop_changes_nothing(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str]
+) -> None:
+    project = await provision(env, deps, await new_project(deps, tenant_name))
+    neighbour = await provision(env, deps, await new_project(deps, tenant_name))
+    await deps.store.ensure_steps(project.id, PROJECT_TEARDOWN_STEP_NAMES)
+    database = f"tf-{project.name}"
+
+    result = await drop(env, deps, project)
+
+    assert result.status == "success"
+    assert result.details == {"backend": "arcadedb", "database": database, "dropped": True,
+                              "credentials_deleted": [GRAPH_PASSWORD]}
+    listed = server_databases(arcadedb)
+    assert database not in listed and f"tf-{neighbour.name}" in listed
+    row = await deps.store.get_project(project.id)
+    assert row is not None and row.graph_status == "deleted"
+    assert (row.graph_backend, row.graph_database) == ("arcadedb", database)  # kept for audit
+    assert await deps.credentials.find(project.id, GRAPH_PASSWORD) is None
+    assert await deps.credentials.find(neighbour.id, GRAPH_PASSWORD) is not None
+    step = {s.step_name: s for s in await deps.store.get_steps(project.id)}["drop_graph_database"]
+    assert step.status == "success" and step.result == result.details
+    assert arcadedb.password not in repr(result) + repr(step)
+
+    again = await drop(env, deps, project)
+    assert again.status == "success" and again.details["dropped"] is False
+    assert server_databases(arcadedb) == listed
+
+
+async def test_drop_of_a_tenant_whose_database_was_never_created_succeeds(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str]
+) -> None:
+    before = server_databases(arcadedb)
+    project = await new_project(deps, tenant_name)
+    result = await drop(env, deps, project)
+    assert result.status == "success" and result.details["dropped"] is False
+    assert server_databases(arcadedb) == before
+    row = await deps.store.get_project(project.id)
+    assert row is not None and row.graph_status == "deleted"
+
+
+async def test_a_database_dropped_between_listing_and_dropping_counts_as_dropped(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ArcadeDB refuses the drop of a missing database with java.lang.IllegalArgumentException;
+    the list read again, not the message, says it is gone."""
+    project = await new_project(deps, tenant_name)
+    await create(env, deps, project)
+    database = f"tf-{project.name}"
+    impl = ArcadeDBGraphBackend(deps)
+    try:
+        stale = await impl.databases()
+        httpx.post(f"{arcadedb.http_url}/api/v1/server", json={"command": f"drop database {database}"},
+                   auth=(arcadedb.user, arcadedb.password)).raise_for_status()
+        real = impl.databases
+        answers = [stale]
+
+        async def databases() -> list[str]:
+            return answers.pop() if answers else await real()
+
+        monkeypatch.setattr(impl, "databases", databases)
+        assert await impl.drop(project) == {"backend": "arcadedb", "database": database, "dropped": False}
+    finally:
+        await impl.aclose()
+
+
+# --------------------------------------------- Neo4j backend on ArcadeDB's Bolt: community drop
+async def test_neo4j_community_drop_deletes_the_tenants_nodes_and_registry_node_only(
+    community_settings: Settings, env: ActivityEnvironment, arcadedb: ArcadeDBServer,
+    tenant_name: Callable[[], str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(activities.graph.neo4j, "DROP_BATCH", 2)  # 5 nodes: batches of 2, 2, 1
+    deps = Deps.from_settings(community_settings)
+    driver = open_driver(arcadedb.bolt_uri, arcadedb.user, arcadedb.password)
+    try:
+        a = await provision(env, deps, await new_project(deps, tenant_name))
+        b = await provision(env, deps, await new_project(deps, tenant_name))
+        for project, nodes in ((a, 5), (b, 1)):
+            async with tenant_graph(deps, project.id) as graph:
+                assert graph.scope is not None
+                for i in range(nodes):
+                    await graph.run(f"CREATE (n:{graph.scope.label} {{i: $i}})", i=i)
+        await deps.store.ensure_steps(a.id, PROJECT_TEARDOWN_STEP_NAMES)
+
+        result = await drop(env, deps, a)
+
+        label = f"`Tenant_{a.name}`"
+        assert result.status == "success"
+        assert result.details == {"backend": "neo4j", "mode": "community-fallback", "database": "neo4j",
+                                  "label": label, "nodes_deleted": 5, "registry_deleted": True,
+                                  "credentials_deleted": [GRAPH_PASSWORD]}
+
+        async def count(cypher: str, **params: Any) -> int:
+            rows = await run_cypher(driver, cypher, params, database="neo4j")
+            return int(rows[0]["n"])
+
+        assert await count(f"MATCH (n:{label}) RETURN count(n) AS n") == 0
+        assert await count(f"MATCH (n:`Tenant_{b.name}`) RETURN count(n) AS n") == 1
+        registry = "MATCH (t:TenantflowTenant) WHERE t.name = $name RETURN count(t) AS n"
+        assert (await count(registry, name=a.name), await count(registry, name=b.name)) == (0, 1)
+        row = await deps.store.get_project(a.id)
+        assert row is not None and row.graph_status == "deleted" and row.graph_mode == "community-fallback"
+        assert await deps.credentials.find(a.id, GRAPH_PASSWORD) is None
+
+        again = await drop(env, deps, a)
+        assert (again.details["nodes_deleted"], again.details["registry_deleted"]) == (0, False)
+        never = await drop(env, deps, await new_project(deps, tenant_name))
+        assert never.status == "success" and never.details["nodes_deleted"] == 0
+        assert await count(f"MATCH (n:`Tenant_{b.name}`) RETURN count(n) AS n") == 1
+    finally:
+        await driver.close()
         await deps.aclose()

@@ -23,7 +23,7 @@ from activities.deps import Deps
 from activities.graph import GraphActivities
 from activities.graph.backend import GRAPH_PASSWORD
 from activities.graph.neo4j import Neo4jGraphBackend
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.models import Project
 from tenantflow.settings import Settings
@@ -392,6 +392,133 @@ async def test_graph_backend_none_skips_both_steps(
         graph = GraphActivities(deps)
         assert (await create(env, graph, project)).status == "skipped"
         assert (await wait(env, graph, project)).status == "skipped"
+        assert (await row(deps, project)).graph_status is None
+    finally:
+        await deps.aclose()
+
+
+# ------------------------------------------------------------------------------------ dropping
+async def drop(env: ActivityEnvironment, graph: GraphActivities, project: Project) -> StepResult:
+    return await env.run(graph.drop_graph_database, StepInput(str(project.id)))
+
+
+async def test_enterprise_drop_drops_database_user_and_role(
+    deps: Deps, env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)
+    await deps.store.ensure_steps(project.id, PROJECT_TEARDOWN_STEP_NAMES)
+    await create(env, activities(deps, FakeNeo4j()), project)
+    server = FakeNeo4j()
+    name, under = project.name, project.name.replace("-", "_")
+
+    result = await drop(env, activities(deps, server), project)
+
+    # The row says database-per-tenant: no edition probe, exactly these statements.
+    assert [(c.cypher, c.params, c.database) for c in server.calls] == [
+        (f"DROP DATABASE `tf-{name}` IF EXISTS", {}, "system"),
+        (f"DROP USER `tf_{under}` IF EXISTS", {}, "system"),
+        (f"DROP ROLE `tf_{under}_rw` IF EXISTS", {}, "system"),
+    ]
+    assert result.status == "success"
+    assert result.details == {"backend": "neo4j", "mode": "database-per-tenant", "database": f"tf-{name}",
+                              "username": f"tf_{under}", "role": f"tf_{under}_rw",
+                              "credentials_deleted": [GRAPH_PASSWORD]}
+    recorded = await row(deps, project)
+    assert recorded.graph_status == "deleted" and recorded.graph_database == f"tf-{name}"
+    assert await deps.credentials.find(project.id, GRAPH_PASSWORD) is None
+    assert server.closed == 1
+
+    again = FakeNeo4j()
+    assert (await drop(env, activities(deps, again), project)).status == "success"
+    assert again.calls == server.calls  # the same IF EXISTS statements: nothing left to drop
+
+
+async def test_enterprise_drop_of_a_tenant_never_created_asks_the_edition_first(
+    deps: Deps, env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)
+    server = FakeNeo4j()
+    result = await drop(env, activities(deps, server), project)
+    assert result.status == "success"
+    assert server.statements() == [
+        "CALL dbms.components() YIELD edition RETURN edition",
+        f"DROP DATABASE `tf-{project.name}` IF EXISTS",
+        f"DROP USER `tf_{project.name}` IF EXISTS",
+        f"DROP ROLE `tf_{project.name}_rw` IF EXISTS",
+    ]
+    assert (await row(deps, project)).graph_status == "deleted"
+
+
+async def test_community_fallback_drop_deletes_labelled_nodes_then_the_registry_node(
+    deps: Deps, env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)
+    await create(env, activities(deps, FakeNeo4j(edition="community")), project)
+    server = FakeNeo4j(edition="community")
+    label = "`Tenant_" + project.name + "`"
+
+    result = await drop(env, activities(deps, server), project)
+
+    assert [(c.cypher, c.params, c.database) for c in server.calls] == [
+        (f"MATCH (n:{label}) WITH n LIMIT $batch DETACH DELETE n RETURN count(n) AS deleted",
+         {"batch": 10_000}, "neo4j"),
+        ("MATCH (t:TenantflowTenant {name: $name}) DETACH DELETE t RETURN count(t) AS deleted",
+         {"name": project.name}, "neo4j"),
+    ]
+    assert result.details["mode"] == "community-fallback" and result.details["label"] == label
+    assert await deps.credentials.find(project.id, GRAPH_PASSWORD) is None
+    assert (await row(deps, project)).graph_status == "deleted"
+
+
+async def test_drop_falls_back_to_community_when_the_server_cannot_drop_databases(
+    deps: Deps, env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)
+    server = FakeNeo4j(fail={"DROP DATABASE": server_error(
+        UNSUPPORTED, "Unsupported administration command: DROP DATABASE")})
+    result = await drop(env, activities(deps, server), project)
+    assert result.details["mode"] == "community-fallback"
+    assert not any(s.startswith(("DROP USER", "DROP ROLE")) for s in server.statements())
+
+
+async def test_drop_refused_by_the_server_is_non_retryable_and_keeps_the_password(
+    deps: Deps, env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)
+    await create(env, activities(deps, FakeNeo4j()), project)
+    server = FakeNeo4j(fail={"DROP DATABASE": server_error(
+        "Neo.ClientError.Security.Forbidden", "Permission denied.")})
+    with pytest.raises(ApplicationError) as failed:
+        await drop(env, activities(deps, server), project)
+    assert failed.value.non_retryable and failed.value.type == "ConfigurationError"
+    assert await deps.credentials.find(project.id, GRAPH_PASSWORD) is not None
+    assert (await row(deps, project)).graph_status == "provisioning"
+
+
+async def test_drop_on_a_worker_configured_for_another_backend_refuses(
+    make_settings: Callable[..., Settings], deps: Deps, env: ActivityEnvironment,
+    tenant_name: Callable[[], str],
+) -> None:
+    project = await new_project(deps, tenant_name)
+    await create(env, activities(deps, FakeNeo4j()), project)
+    other = Deps.from_settings(make_settings(graph_backend="none"))
+    try:
+        with pytest.raises(ApplicationError) as failed:
+            await drop(env, GraphActivities(other), project)
+        assert failed.value.non_retryable and failed.value.type == "ConfigurationError"
+        assert (await row(deps, project)).graph_status == "provisioning"
+    finally:
+        await other.aclose()
+
+
+async def test_graph_backend_none_skips_the_drop(
+    make_settings: Callable[..., Settings], env: ActivityEnvironment, tenant_name: Callable[[], str]
+) -> None:
+    deps = Deps.from_settings(make_settings(graph_backend="none"))
+    try:
+        project = await new_project(deps, tenant_name)
+        result = await drop(env, GraphActivities(deps), project)
+        assert result.status == "skipped"
         assert (await row(deps, project)).graph_status is None
     finally:
         await deps.aclose()

@@ -13,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.keys import API_KEY_ROLES, JWT_SECRET, KeyActivities, issue_api_key
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.models import Project
 from tenantflow.settings import Settings
@@ -110,3 +110,61 @@ async def test_a_key_that_does_not_verify_is_replaced_and_the_other_kept(
     assert jwt.decode(after["anon_key"], before[JWT_SECRET], algorithms=["HS256"],
                       issuer="acme-platform")["role"] == "anon"
     assert after["service_role_key"] == before["service_role_key"]
+
+
+# ----------------------------------------------------------------------------- delete_api_keys
+async def delete(deps: Deps, project: Project) -> StepResult:
+    return await ActivityEnvironment().run(KeyActivities(deps).delete_api_keys, StepInput(str(project.id)))
+
+
+async def kinds_stored(deps: Deps, project: Project) -> list[str]:
+    async with deps.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT kind FROM credentials WHERE project_id = :p ORDER BY kind"), {"p": project.id}
+        )
+        return [kind for (kind,) in rows]
+
+
+async def test_delete_removes_the_secret_and_both_keys_and_nothing_else(
+    keys_deps: Deps, project: Project, tenant_name: Callable[[], str]
+) -> None:
+    await keys_deps.store.ensure_steps(project.id, PROJECT_TEARDOWN_STEP_NAMES)
+    await generate(keys_deps, project)
+    await keys_deps.credentials.put(project.id, "tenant_db_password", "not-a-key")
+    neighbour = (await keys_deps.store.create_project(
+        name=tenant_name(), kind="project", steps=PROJECT_STEP_NAMES)).project
+    await generate(keys_deps, neighbour)
+    secrets = await stored(keys_deps, project)
+
+    result = await delete(keys_deps, project)
+
+    assert result.status == "success"
+    assert result.details == {"credentials_deleted": KINDS, "existed": 3}
+    assert await kinds_stored(keys_deps, project) == ["tenant_db_password"]
+    assert len(await kinds_stored(keys_deps, neighbour)) == 3
+    step = next(s for s in await keys_deps.store.get_steps(project.id) if s.step_name == "delete_api_keys")
+    assert step.status == "success" and step.result == result.details
+    for secret in secrets.values():
+        assert secret not in json.dumps(dataclasses.asdict(result))
+
+
+async def test_delete_twice_and_delete_without_keys_succeed(keys_deps: Deps, project: Project) -> None:
+    never_had_keys = await delete(keys_deps, project)
+    await generate(keys_deps, project)
+    await delete(keys_deps, project)
+    again = await delete(keys_deps, project)
+    assert (never_had_keys.status, again.status) == ("success", "success")
+    assert never_had_keys.details["existed"] == again.details["existed"] == 0
+    assert await kinds_stored(keys_deps, project) == []
+
+
+async def test_credential_store_delete_and_delete_all(keys_deps: Deps, project: Project) -> None:
+    creds = keys_deps.credentials
+    for kind in ("a", "b", "c"):
+        await creds.put(project.id, kind, f"secret-{kind}")
+    assert await creds.delete(project.id) == 0  # no kinds: nothing
+    assert await creds.delete(project.id, "a", "missing") == 1
+    assert await creds.find(project.id, "a") is None and await creds.find(project.id, "b") == "secret-b"
+    assert await creds.delete_all(project.id) == 2
+    assert await creds.delete_all(project.id) == 0
+    assert await kinds_stored(keys_deps, project) == []

@@ -32,7 +32,7 @@ from activities.verify import VerifyActivities
 from devstack.postgres import PostgresServer
 from standins.platform import AdminKeys, create_app
 from standins.server import ThreadedServer
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import VerificationFailed
 from tenantflow.models import Project, ProvisioningStep
@@ -41,6 +41,8 @@ from tenantflow.settings import Settings
 KEYS = AdminKeys()
 SERVICES = ("auth", "realtime", "storage")
 STEP = {s.name: s.step for s in (AuthService, RealtimeService, StorageService)}
+DEREG_STEP = {s.name: s.dereg_step for s in (AuthService, RealtimeService, StorageService)}
+TEARDOWN_ORDER = ("storage", "realtime", "auth")
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -472,3 +474,87 @@ async def test_verify_services_checks_the_graph_and_reports_every_failure_at_onc
     ]
     assert set(row.error_details["passed"]) == {"tenant_database"}
     assert row.error_details["skipped"] == {}
+
+
+# ------------------------------------------------------------------------------------ deregistering
+def deregister(deps: Deps, service: str) -> Callable[..., Any]:
+    return getattr(ServiceActivities(deps), DEREG_STEP[service])
+
+
+async def test_deregistration_removes_each_registration_without_the_tenants_secrets(
+    sdeps: Deps, tenant: Project, platform: ThreadedServer
+) -> None:
+    for s in SERVICES:
+        await run(register(sdeps, s), tenant)
+    await sdeps.store.ensure_steps(tenant.id, PROJECT_TEARDOWN_STEP_NAMES)
+    await sdeps.credentials.delete_all(tenant.id)  # deregistration must not need them
+
+    for s in TEARDOWN_ORDER:
+        result = await run(deregister(sdeps, s), tenant)
+        assert result.status == "success"
+        assert result.details == {"service": s, "tenant": tenant.name, "deleted": True}
+        assert registrations(platform, tenant, s) == []
+        row = await step_row(sdeps, tenant, DEREG_STEP[s])
+        assert row.status == "success" and row.result == result.details and row.run_kind == "deprovision"
+    assert registrations(platform, tenant) == []
+
+    again = {s: await run(deregister(sdeps, s), tenant) for s in TEARDOWN_ORDER}
+    assert {s: (r.status, r.details["deleted"]) for s, r in again.items()} == dict.fromkeys(
+        TEARDOWN_ORDER, ("success", False))
+    assert registrations(platform, tenant) == []
+
+
+async def test_deregistering_a_tenant_that_was_never_registered_succeeds(
+    sdeps: Deps, tenant_name: Callable[[], str], platform: ThreadedServer
+) -> None:
+    project = (await sdeps.store.create_project(
+        name=tenant_name(), kind="project", steps=PROJECT_TEARDOWN_STEP_NAMES)).project
+    for s in TEARDOWN_ORDER:
+        result = await run(deregister(sdeps, s), project)
+        assert (result.status, result.details["deleted"]) == ("success", False)
+
+
+async def test_deregistration_leaves_other_tenants_alone(
+    sdeps: Deps, tenant: Project, tenant_name: Callable[[], str], platform: ThreadedServer
+) -> None:
+    for s in SERVICES:
+        await run(register(sdeps, s), tenant)
+    other = (await sdeps.store.create_project(
+        name=tenant_name(), kind="project", steps=PROJECT_TEARDOWN_STEP_NAMES)).project
+    for s in TEARDOWN_ORDER:
+        await run(deregister(sdeps, s), other)
+    assert sorted(r["service"] for r in registrations(platform, tenant)) == sorted(SERVICES)
+
+
+async def test_deregistration_of_an_unconfigured_service_is_skipped(
+    deps_for: Callable[..., Deps], tenant: Project, platform: ThreadedServer
+) -> None:
+    deps = deps_for(auth_service_url="", realtime_service_url="", storage_service_url="")
+    for s in TEARDOWN_ORDER:
+        result = await run(deregister(deps, s), tenant)
+        assert result.status == "skipped"
+        assert result.details == {"skip_reason": f"{s}_service_url is not set"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_deregistration_lost_answer_is_retryable_and_the_retry_finds_it_gone(
+    service: str, sdeps: Deps, tenant: Project, platform: ThreadedServer
+) -> None:
+    """The service deletes the registration, then the answer is lost (a crash after the call)."""
+    await run(register(sdeps, service), tenant)
+    arm(platform, service=service, kind="status", status=500, phase="after", match="write", count=1)
+    err = await run_failing(deregister(sdeps, service), tenant)
+    assert err.non_retryable is False and err.type == "ServiceUnavailable"
+    assert registrations(platform, tenant, service) == []  # it did happen
+
+    result = await run(deregister(sdeps, service), tenant, attempt=2)
+    assert (result.status, result.details["deleted"]) == ("success", False)
+
+
+async def test_deregistration_with_a_wrong_admin_key_is_not_retryable(
+    deps_for: Callable[..., Deps], tenant: Project, platform: ThreadedServer
+) -> None:
+    deps = deps_for(realtime_service_key="not-the-key")
+    err = await run_failing(deregister(deps, "realtime"), tenant)
+    assert err.non_retryable is True and err.type == "ConfigurationError"
+    assert "not-the-key" not in err.message + json.dumps(err.details, default=str)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -28,7 +29,7 @@ from activities.tenant_postgres import (
 )
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import VerificationFailed
 from tenantflow.models import Project, ProvisioningStep
@@ -364,3 +365,95 @@ async def test_tenant_dsn_uses_the_public_host_and_port(
 
     role = f"t_{project.name}_owner".replace("-", "_")
     assert dsn == f"postgresql://{role}:{password}@db.tenants.example:6432/{role.removesuffix('_owner')}"
+
+
+# ------------------------------------------------------------------- drop_tenant_database
+async def on_server(pg: PostgresServer, database: str, role: str) -> tuple[int, int]:
+    """How many databases named ``database`` and roles named ``role`` the server has."""
+    [counts] = await fetch(
+        pg.url(),
+        "SELECT (SELECT count(*) FROM pg_database WHERE datname = %s),"
+        " (SELECT count(*) FROM pg_roles WHERE rolname = %s)",
+        (database, role),
+    )
+    return counts[0], counts[1]
+
+
+async def test_drop_terminates_sessions_and_removes_database_role_and_password(
+    deps: Deps, acts: TenantPostgresActivities, pg: PostgresServer, provisioned: Project
+) -> None:
+    await deps.store.ensure_steps(provisioned.id, PROJECT_TEARDOWN_STEP_NAMES)
+    database, role = provisioned.tenant_db_name, provisioned.tenant_db_role
+    assert database and role and await on_server(pg, database, role) == (1, 1)
+    password = await deps.credentials.get(provisioned.id, DB_PASSWORD)
+    # A client of the tenant is still connected: it must not keep the database alive.
+    held = await psycopg.AsyncConnection.connect(pg.url(database, user=role, password=password),
+                                                 autocommit=True)
+    try:
+        result = await run(acts.drop_tenant_database, provisioned)
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            await held.close()
+
+    assert result.status == "success"
+    assert result.details == {"database": database, "role": role, "database_dropped": True,
+                              "role_dropped": True, "sessions_terminated": 1,
+                              "credentials_deleted": [DB_PASSWORD]}
+    assert await on_server(pg, database, role) == (0, 0)
+    assert await deps.credentials.find(provisioned.id, DB_PASSWORD) is None
+    assert password not in json.dumps(dataclasses.asdict(result))
+    mirrored = await step_row(deps, provisioned, "drop_tenant_database")
+    assert mirrored.status == "success" and mirrored.result == result.details
+    assert mirrored.run_kind == "deprovision"
+
+
+async def test_drop_twice_succeeds_and_the_second_changes_nothing(
+    deps: Deps, acts: TenantPostgresActivities, pg: PostgresServer, provisioned: Project,
+    tenant_name: Callable[[], str],
+) -> None:
+    other = await new_project(deps, tenant_name)  # a neighbour that must survive
+    await run(acts.create_tenant_database, other)
+    first = await run(acts.drop_tenant_database, provisioned)
+
+    second = await run(acts.drop_tenant_database, provisioned)
+
+    assert first.details["database_dropped"] is True
+    assert second.status == "success"
+    assert (second.details["database_dropped"], second.details["role_dropped"],
+            second.details["sessions_terminated"]) == (False, False, 0)
+    assert await on_server(pg, first.details["database"], first.details["role"]) == (0, 0)
+    other_row = await deps.store.get_project(other.id)
+    assert other_row is not None and other_row.tenant_db_name and other_row.tenant_db_role
+    assert await on_server(pg, other_row.tenant_db_name, other_row.tenant_db_role) == (1, 1)
+    assert await deps.credentials.find(other.id, DB_PASSWORD) is not None
+
+
+async def test_drop_of_a_tenant_whose_database_was_never_created_succeeds(
+    deps: Deps, acts: TenantPostgresActivities, pg: PostgresServer, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)  # no create step ever ran: no names on the row
+
+    result = await run(acts.drop_tenant_database, project)
+
+    under = project.name.replace("-", "_")
+    assert result.status == "success"
+    assert result.details == {"database": f"t_{under}", "role": f"t_{under}_owner",
+                              "database_dropped": False, "role_dropped": False,
+                              "sessions_terminated": 0, "credentials_deleted": [DB_PASSWORD]}
+
+
+async def test_drop_of_a_half_made_tenant_removes_the_role_it_got(
+    deps: Deps, acts: TenantPostgresActivities, pg: PostgresServer, tenant_name: Callable[[], str]
+) -> None:
+    """The role exists but the database does not, and the row never recorded either name."""
+    project = await new_project(deps, tenant_name)
+    created = await run(acts.create_tenant_database, project)
+    database, role = created.details["database"], created.details["role"]
+    await fetch(pg.url(), psycopg.sql.SQL("DROP DATABASE {}").format(psycopg.sql.Identifier(database)))
+    await deps.store.update_project(project.id, tenant_db_name=None, tenant_db_role=None)
+
+    result = await run(acts.drop_tenant_database, project)
+
+    assert (result.details["database_dropped"], result.details["role_dropped"]) == (False, True)
+    assert await on_server(pg, database, role) == (0, 0)
+    assert await deps.credentials.find(project.id, DB_PASSWORD) is None

@@ -136,3 +136,42 @@ def test_command_line(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Non
     assert app.state.keys.realtime == "from-the-environment"
     assert app.state.keys.auth == KEYS.auth
     assert [f["status"] for f in app.state.faults.listing()] == [502]
+
+
+def test_delete_endpoints_remove_the_stored_registration(client: httpx.Client, tenant_name: Any) -> None:
+    name = tenant_name()
+    tenant = {"external_id": name, "name": name, "jwt_secret": "j", "extensions": [
+        {"type": "postgres_cdc_rls", "settings": {"db_host": "h", "db_name": "d", "db_user": "u",
+                                                  "db_password": "p", "db_port": "5432", "region": "r"}}]}
+    auth_body = {"site_url": "https://x", "jwt_secret": "j" * 40, "database_url": "postgresql://u:p@h/d"}
+    assert client.put(f"/auth/admin/tenants/{name}", json=auth_body, headers=AUTH).status_code == 201
+    assert client.post("/realtime/api/tenants", json={"tenant": tenant}, headers=REALTIME).status_code == 201
+    assert client.put(f"/storage/tenants/{name}", json=STORAGE_BODY, headers=STORAGE).status_code == 204
+    paths = {"auth": (f"/auth/admin/tenants/{name}", AUTH),
+             "realtime": (f"/realtime/api/tenants/{name}", REALTIME),
+             "storage": (f"/storage/tenants/{name}", STORAGE)}
+
+    assert [client.delete(p, headers={"apikey": "x", "Authorization": "Bearer x"}).status_code
+            for p, _ in paths.values()] == [401, 403, 401]  # admin keys are checked
+    assert [client.delete(p, headers=h).status_code for p, h in paths.values()] == [204] * 3
+    assert [client.get(p, headers=h).status_code for p, h in paths.values()] == [404] * 3
+    listed = client.get("/_registrations", params={"tenant_id": name}).json()["registrations"]
+    assert listed == []
+    gone = [client.delete(p, headers=h) for p, h in paths.values()]
+    assert [r.status_code for r in gone] == [404] * 3
+    assert gone[0].json() == {"message": "tenant not found"} and gone[1].json() == {"error": "not found"}
+
+
+def test_faults_hit_deletes_and_deletions_persist(
+    client: httpx.Client, database_url: str, tenant_name: Any
+) -> None:
+    name = tenant_name()
+    url = f"/storage/tenants/{name}"
+    assert client.put(url, json=STORAGE_BODY, headers=STORAGE).status_code == 204
+    fault(client, service="storage", kind="status", status=503, match="write")
+    assert client.delete(url, headers=STORAGE).status_code == 503
+    assert client.get(url, headers=STORAGE).status_code == 200  # a "before" fault: nothing deleted
+    fault(client, service="storage", kind="status", status=500, phase="after", match="write")
+    assert client.delete(url, headers=STORAGE).status_code == 500
+    with ThreadedServer(create_app(database_url)) as restarted:  # deleted in Postgres, not in memory
+        assert httpx.get(f"{restarted.url}{url}", headers=STORAGE).status_code == 404
