@@ -242,10 +242,11 @@ class UserStatus(BaseModel):
     @classmethod
     def from_rows(cls, p: Project, steps: Iterable[ProvisioningStep]) -> UserStatus:
         assert p.external_user_id is not None
-        state: UserState = {
+        states: dict[str, UserState] = {
             ProjectStatus.ONLINE: "ready", ProjectStatus.FAILED: "failed",
             ProjectStatus.DEPROVISIONING: "deleting", ProjectStatus.DELETED: "deleted",
-        }.get(ProjectStatus(p.status), "pending")
+        }
+        state: UserState = states.get(p.status, "pending")
         return cls(
             user_id=p.external_user_id, project_id=p.id, status=state,
             steps=StepOut.from_rows(p.kind, steps), graph=GraphInfo.from_project(p),

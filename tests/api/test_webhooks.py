@@ -187,8 +187,8 @@ async def test_malformed_events_are_422_without_echoing_the_record(
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"type": "UPDATE"}, {"type": "DELETE"}, {"schema": "public"}, {"table": "identities"}],
-    ids=["update", "delete", "other-schema", "other-table"],
+    [{"type": "UPDATE"}, {"schema": "public"}, {"table": "identities"}],
+    ids=["update", "other-schema", "other-table"],
 )
 async def test_other_events_are_ignored(
     anon: httpx.AsyncClient, settings: Settings, deps: Deps, overrides: dict[str, str]
@@ -197,8 +197,22 @@ async def test_other_events_are_ignored(
     response = await anon.post(URL, content=signup(user_id, **overrides), headers=bearer(settings))
     assert response.status_code == 200
     assert response.json()["ignored"] is True
-    assert "only INSERT on auth.users" in response.json()["reason"]
+    assert "only INSERT and DELETE on auth.users" in response.json()["reason"]
     await assert_no_tenant(deps, user_id)
+
+
+async def test_a_deleted_user_without_a_tenant_is_ignored(
+    anon: httpx.AsyncClient, settings: Settings, deps: Deps
+) -> None:
+    user_id = uuid.uuid4()
+    event = {"type": "DELETE", "table": "users", "schema": "auth", "record": None,
+             "old_record": {"id": str(user_id)}}
+    response = await anon.post(URL, json=event, headers=bearer(settings))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ignored": True, "reason": "this user has no tenant to delete"}
+    # A DELETE must name the user in old_record (Supabase's shape), else it is malformed.
+    event["old_record"] = None
+    assert (await anon.post(URL, json=event, headers=bearer(settings))).status_code == 422
 
 
 # ------------------------------------------------------------------------------ redelivery

@@ -138,8 +138,11 @@ async def test_a_tenant_whose_provisioning_died_mid_step_is_deleted_cleanly(
         if not blocker.closed:
             await blocker.close()
     steps = steps_by_name(body)
-    assert steps["create_tenant_schema"]["status"] == "pending"  # never finished; cancelled
-    assert "cancelled" in steps["create_tenant_schema"]["error_message"]
+    # Either the new worker's retry of the step finished before the cancel, or it was cancelled.
+    schema = steps["create_tenant_schema"]
+    assert schema["status"] == "success" or (
+        schema["status"] == "pending" and "cancelled" in schema["error_message"]), schema
+    assert all(s["status"] != "running" for s in body["steps"])
     assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}
 
 
