@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from activities.deps import Deps
 from api.main import create_app
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.models import ProjectKind
 from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, ScriptedSteps, open_api, settled_workflow_count, workflow_count
@@ -133,6 +133,21 @@ async def test_a_project_is_found_by_its_id_and_by_its_name(
     assert steps["project_id"] == created["id"]
     listed = [(s["name"], s["run_kind"]) for s in steps["steps"]]
     assert listed == [(n, "provision") for n in PROJECT_STEP_NAMES]
+
+
+async def test_teardown_steps_follow_the_provisioning_steps_in_catalog_order(
+    api: httpx.AsyncClient, deps: Deps, tenant_name: Callable[[], str]
+) -> None:
+    name = tenant_name()
+    project = (await deps.store.create_project(name=name, kind=ProjectKind.PROJECT,
+                                               steps=PROJECT_STEP_NAMES)).project
+    # Rows created in reverse: the order shown is the catalog's, not the rows'.
+    for step in reversed(PROJECT_TEARDOWN_STEP_NAMES):
+        await deps.store.ensure_steps(project.id, [step])
+    steps = (await api.get(f"/v1/projects/{name}/steps")).json()["steps"]
+    expected = [(n, "provision") for n in PROJECT_STEP_NAMES]
+    expected += [(n, "deprovision") for n in PROJECT_TEARDOWN_STEP_NAMES]
+    assert [(s["name"], s["run_kind"]) for s in steps] == expected
 
 
 # ------------------------------------------------------------------------------------- create
