@@ -22,12 +22,13 @@ import jwt
 from activities.mirror import StepActivities, step
 from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
+from tenantflow.credentials import CredentialKind
 from tenantflow.models import StepStatus
 
 # Credential kinds (the references that leave the activity).
-JWT_SECRET = "jwt_secret"
-ANON_KEY = "anon_key"
-SERVICE_ROLE_KEY = "service_role_key"
+JWT_SECRET = CredentialKind.JWT_SECRET
+ANON_KEY = CredentialKind.ANON_KEY
+SERVICE_ROLE_KEY = CredentialKind.SERVICE_ROLE_KEY
 KEY_KINDS = (JWT_SECRET, ANON_KEY, SERVICE_ROLE_KEY)
 # Credential kind → the ``role`` claim of the key stored under it.
 API_KEY_ROLES = {ANON_KEY: "anon", SERVICE_ROLE_KEY: "service_role"}

@@ -36,18 +36,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, LiteralString
-from urllib.parse import quote
 
 import psycopg
 from psycopg import errors as pg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 import tenantflow
 from activities.deps import Deps
 from activities.mirror import StepActivities, step
 from tenantflow.catalog import StepName
 from tenantflow.contracts import StepInput, StepResult
+from tenantflow.credentials import CredentialKind
 from tenantflow.errors import (
     ConfigurationError,
     DatabaseRejected,
@@ -58,9 +57,10 @@ from tenantflow.errors import (
 from tenantflow.models import Project, StepStatus
 from tenantflow.names import tenant_db_name, tenant_role_name
 from tenantflow.settings import Settings
+from tenantflow.tenant_pg import tenant_pg_endpoint
 
 TENANT_SQL_DIR = Path(tenantflow.__file__).parent / "tenant_sql"
-DB_PASSWORD = "tenant_db_password"
+DB_PASSWORD = CredentialKind.DB_PASSWORD
 LEDGER_SCHEMA = "tenantflow"
 LEDGER_TABLE = "tenantflow_migrations"
 # pg_advisory_xact_lock key serialising migrations of one tenant database (advisory locks are
@@ -413,14 +413,8 @@ async def tenant_dsn(deps: Deps, project: Project) -> str:
 
     The URL holds the decrypted password: use it only inside an activity (to hand it to a service
     over its API), never return it from one, log it or put it in an error.
-    Host and port are ``tenant_pg_public_host``/``_port`` when set, else the admin URL's.
+    Host and port are ``tenant_pg_public_host``/``_port`` when set, else the admin URL's
+    (``tenantflow.tenant_pg``, which the API's connection route uses too).
     """
-    settings = deps.settings
-    admin = conninfo_to_dict(settings.tenant_pg_admin_url.get_secret_value())
-    host = settings.tenant_pg_public_host or str(admin.get("host") or "localhost")
-    port = settings.tenant_pg_public_port or int(admin.get("port") or 5432)
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
     password = await deps.credentials.get(project.id, DB_PASSWORD)
-    role, database = tenant_role_name(project.name), tenant_db_name(project.name)
-    return f"postgresql://{quote(role, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}"
+    return tenant_pg_endpoint(deps.settings, project.name).url(password)

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from api import errors
 from api.routes import bulk, health, projects, users, webhooks
+from tenantflow.credentials import CredentialStore
+from tenantflow.crypto import Keyring
 from tenantflow.db import make_engine
 from tenantflow.settings import Settings, get_settings
 from tenantflow.store import Store
@@ -29,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             app.state.settings = resolved
             app.state.store = Store(engine)
+            app.state.credentials = CredentialStore(
+                engine, Keyring(resolved.encryption_keys.get_secret_value())
+            )
             app.state.temporal = await connect(resolved)
             yield
         finally:

@@ -1,7 +1,9 @@
 """Request and response bodies of the API.
 
 Responses are built from mirror rows by the ``from_*`` constructors here, and only from the
-fields listed: no model has a password or key field, so no secret can leak through one.
+fields listed: no model has a password or key field, so no secret can leak through one, except
+the ``Connection*`` models of ``GET /v1/projects/{ref}/connection``, which exist to hand a tenant's
+secrets to its owner and are filled in one place only (``api.connection``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from tenantflow.catalog import PROJECT_STEP_NAMES, STEPS_BY_KIND, AttemptOutcome, StepStatus
+from api.pagination import encode_cursor
+from tenantflow.catalog import (
+    PROJECT_STEP_NAMES,
+    PROJECT_TEARDOWN_STEP_NAMES,
+    STEPS_BY_KIND,
+    TEARDOWN_STEPS_BY_KIND,
+    AttemptOutcome,
+    RunKind,
+    StepStatus,
+)
 from tenantflow.errors import InvalidName
 from tenantflow.models import Project, ProjectStatus, ProvisioningStep, ProvisioningStepAttempt
 from tenantflow.names import PROJECT_NAME_RULE, validate_project_name
+from tenantflow.store import ProjectSlice
 
 # Per-user tenants are named ``u-<32 hex>`` (names.user_project_name); the project API may not
 # take such a name, or a project could squat on a future user's tenant.
@@ -123,6 +135,7 @@ class AttemptOut(BaseModel):
 
 class StepOut(BaseModel):
     name: str
+    run_kind: RunKind = Field(description="provision, or deprovision for the teardown's steps.")
     status: StepStatus = Field(
         description="pending → running → success | skipped; a failed attempt that will be retried "
         "leaves it pending with that attempt's error; failed: waiting for a person's retry."
@@ -143,8 +156,10 @@ class StepOut(BaseModel):
         cls, kind: str, rows: Iterable[ProvisioningStep],
         attempts: Iterable[ProvisioningStepAttempt] | None = None,
     ) -> list[StepOut]:
-        """Steps in the catalog's order for the tenant's kind (unknown steps last)."""
-        catalog = STEPS_BY_KIND.get(kind, PROJECT_STEP_NAMES)
+        """Steps in the catalog's order for the tenant's kind: provisioning first, then teardown
+        (unknown steps last)."""
+        catalog = (*STEPS_BY_KIND.get(kind, PROJECT_STEP_NAMES),
+                   *TEARDOWN_STEPS_BY_KIND.get(kind, PROJECT_TEARDOWN_STEP_NAMES))
         rank: dict[str, int] = {name: i for i, name in enumerate(catalog)}
         ordered = sorted(rows, key=lambda r: (rank.get(r.step_name, len(rank)), r.created_at, r.step_name))
         history: dict[str, list[AttemptOut]] | None = None
@@ -154,7 +169,8 @@ class StepOut(BaseModel):
                 history.setdefault(a.step_name, []).append(AttemptOut.from_row(a))
         return [
             cls(
-                name=r.step_name, status=StepStatus(r.status), started_at=r.started_at,
+                name=r.step_name, run_kind=RunKind(r.run_kind), status=StepStatus(r.status),
+                started_at=r.started_at,
                 completed_at=r.completed_at, retry_count=r.retry_count, attempt=r.attempt,
                 error_message=r.error_message, error_details=r.error_details, result=r.result,
                 attempts=history[r.step_name] if history is not None else None,
@@ -211,16 +227,64 @@ class ProjectDetail(ProjectSummary):
 
 
 class ProjectPage(BaseModel):
+    """One page of ``GET /v1/projects``, oldest first."""
+
     items: list[ProjectSummary]
-    total: int
+    next_cursor: str | None = Field(
+        description="Pass as ``cursor`` for the next page; null on the last page (opaque)."
+    )
     limit: int
-    offset: int
+
+    @classmethod
+    def from_slice(cls, page: ProjectSlice, *, limit: int) -> ProjectPage:
+        after = page.next_after
+        return cls(
+            items=[ProjectSummary.from_project(p) for p in page.projects],
+            next_cursor=encode_cursor(after) if after else None, limit=limit,
+        )
 
 
 class StepsOut(BaseModel):
     project_id: uuid.UUID
     status: str
     steps: list[StepOut]
+
+
+class PostgresConnection(BaseModel):
+    """The tenant's own database, logged in as its own role."""
+
+    url: str = Field(description="postgresql://user:password@host:port/database")
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+
+
+class GraphConnection(BaseModel):
+    """The tenant's graph database."""
+
+    backend: str
+    uri: str | None
+    http_uri: str | None
+    database: str | None
+    username: str | None
+    password: str
+
+
+class ApiKeys(BaseModel):
+    """The tenant's API keys (JWTs signed with its JWT secret, which is not given out)."""
+
+    anon: str
+    service_role: str
+
+
+class ConnectionOut(BaseModel):
+    """Everything needed to reach an online tenant, secrets included (read is audited)."""
+
+    postgres: PostgresConnection | None = Field(description="Null for a per-user tenant (graph only).")
+    graph: GraphConnection | None = Field(description="Null when the tenant has no graph database.")
+    keys: ApiKeys | None = Field(description="Null for a per-user tenant (graph only).")
 
 
 class RetryAccepted(BaseModel):

@@ -1,13 +1,15 @@
 """The encrypted credential store: the only way secrets are written or read.
 
-Activities put a secret here and hand on only its reference (``CredentialRef``); whoever needs the
-secret later opens it here, inside an activity or a client factory, never inside a workflow.
+Activities put a secret here and hand on only its reference (its ``CredentialKind``); whoever needs
+the secret later opens it here, inside an activity, a client factory or the API's connection route,
+never inside a workflow.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -19,6 +21,17 @@ from tenantflow.errors import NotReady
 from tenantflow.models import Credential, utcnow
 
 _T = Credential.__table__  # type: ignore[attr-defined]
+
+
+class CredentialKind(StrEnum):
+    """What a stored secret is (``credentials.kind``). Defined here, below the activities that
+    write them and the API that reads them back, so neither has to import the other."""
+
+    DB_PASSWORD = "tenant_db_password"  # the tenant role's Postgres password
+    JWT_SECRET = "jwt_secret"  # signs the tenant's API keys
+    ANON_KEY = "anon_key"
+    SERVICE_ROLE_KEY = "service_role_key"
+    GRAPH_PASSWORD = "graph_password"  # the tenant's graph database user
 
 
 def _aad(project_id: uuid.UUID, kind: str) -> str:

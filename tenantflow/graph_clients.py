@@ -48,7 +48,7 @@ import neo4j
 import neo4j.exceptions as neo4j_exc
 
 from tenantflow.catalog import GraphStatus
-from tenantflow.credentials import CredentialStore
+from tenantflow.credentials import CredentialKind, CredentialStore
 from tenantflow.errors import (
     ConfigurationError,
     NotReady,
@@ -61,7 +61,7 @@ from tenantflow.names import validate_neo4j_database_name, validate_project_name
 from tenantflow.store import Store
 from tenantflow.tls import shared_ssl_context
 
-GRAPH_PASSWORD = "graph_password"  # credential kind of a tenant's graph password
+GRAPH_PASSWORD = CredentialKind.GRAPH_PASSWORD  # credential kind of a tenant's graph password
 CONNECT_TIMEOUT_SECONDS = 10.0
 QUERY_TIMEOUT_SECONDS = 30.0
 UNSUPPORTED_ADMINISTRATION_COMMAND = "Neo.ClientError.Statement.UnsupportedAdministrationCommand"

@@ -1,5 +1,5 @@
 """Reads and writes of the mirror tables (``projects``, ``provisioning_steps``,
-``provisioning_step_attempts``).
+``provisioning_step_attempts``, and the audit table ``connection_reads``).
 
 Shared by the API (creates projects, reads status) and the activities (mirror step status).
 Every write is idempotent, so a retried activity can repeat it safely, and every write of a step
@@ -19,15 +19,29 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import Update, and_, case, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantflow.catalog import RUN_KIND_OF_STEP, AttemptOutcome, RunKind
+from tenantflow.catalog import RUN_KIND_OF_STEP, AttemptOutcome, ProjectKind, RunKind, StepName
 from tenantflow.contracts import TenantFilter, WaitingRun
 from tenantflow.errors import MirrorUnavailable
 from tenantflow.models import (
+    ConnectionRead,
     Credential,
     Project,
     ProjectStatus,
@@ -41,6 +55,7 @@ P = Project.__table__  # type: ignore[attr-defined]
 S = ProvisioningStep.__table__  # type: ignore[attr-defined]
 A = ProvisioningStepAttempt.__table__  # type: ignore[attr-defined]
 C = Credential.__table__  # type: ignore[attr-defined]
+R = ConnectionRead.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, order=True)
@@ -75,6 +90,71 @@ def _pending_steps(project_id: uuid.UUID, steps: Sequence[str]) -> list[dict[str
 class Created:
     project: Project
     created: bool
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A tenant's place in the listing order: ``(created_at, id)``, unique and never changing."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    @classmethod
+    def of(cls, project: Project) -> Keyset:
+        return cls(project.created_at, project.id)
+
+
+@dataclass(frozen=True)
+class ProjectQuery:
+    """Which tenants ``Store.list_projects`` returns: every filter given must hold."""
+
+    limit: int
+    after: Keyset | None = None  # the last row of the previous page
+    status: ProjectStatus | None = None
+    kind: ProjectKind | None = None
+    name_prefix: str | None = None
+    failed_step: StepName | None = None  # tenants whose step of this name is ``failed``
+
+
+@dataclass(frozen=True)
+class ProjectSlice:
+    """One page of tenants, and where the next page starts (None: this was the last)."""
+
+    projects: list[Project]
+    next_after: Keyset | None
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching the strings that start with ``prefix``, taken literally (``%``, ``_``
+    and the escape character ``\\`` in it match only themselves)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def project_page_statement(query: ProjectQuery) -> Select[Any]:
+    """The SELECT of one page: ``limit + 1`` rows, the extra one saying whether a next page exists.
+
+    Each filter is served by an index of migration 0003 (status: ``(status, created_at, id)``;
+    name prefix: ``text_pattern_ops``; failed step: the partial index on failed step rows) and the
+    order by ``(created_at, id)`` (migration 0001).
+    """
+    where: list[ColumnElement[bool]] = []
+    if query.after is not None:
+        where.append(tuple_(P.c.created_at, P.c.id) > tuple_(query.after.created_at, query.after.id))
+    if query.status is not None:
+        where.append(P.c.status == query.status)
+    if query.kind is not None:
+        where.append(P.c.kind == query.kind)
+    if query.name_prefix is not None:
+        where.append(P.c.name.like(like_prefix(query.name_prefix), escape="\\"))
+    if query.failed_step is not None:
+        where.append(
+            select(S.c.project_id)
+            .where(S.c.project_id == P.c.id, S.c.step_name == query.failed_step,
+                   S.c.status == StepStatus.FAILED)
+            .exists()
+        )
+    return select(P).where(*where).order_by(P.c.created_at, P.c.id).limit(query.limit + 1)
 
 
 class Store:
@@ -166,18 +246,18 @@ class Store:
             ).mappings().first()
         return Project(**row) if row else None
 
-    async def list_projects(
-        self, *, limit: int, offset: int, kind: str | None = None
-    ) -> tuple[list[Project], int]:
-        where = [P.c.kind == kind] if kind else []
+    async def list_projects(self, query: ProjectQuery) -> ProjectSlice:
+        """One page of tenants in ``(created_at, id)`` order, after ``query.after``.
+
+        Keyset pagination: the page is found through an index whatever its depth (no OFFSET, no
+        count of all tenants), and a tenant created while a client walks the pages neither shifts
+        nor repeats the rows it has seen.
+        """
         async with self._read() as conn:
-            total = (await conn.execute(select(func.count()).select_from(P).where(*where))).scalar_one()
-            rows = (
-                await conn.execute(
-                    select(P).where(*where).order_by(P.c.created_at, P.c.id).limit(limit).offset(offset)
-                )
-            ).mappings().all()
-        return [Project(**r) for r in rows], int(total)
+            rows = (await conn.execute(project_page_statement(query))).mappings().all()
+        projects = [Project(**r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return ProjectSlice(projects, Keyset.of(projects[-1]) if more else None)
 
     async def waiting_runs(self, filter: TenantFilter) -> list[WaitingRun]:
         """Tenants whose run waits on a failed step, matching ``filter``, oldest first; with the
@@ -219,6 +299,24 @@ class Store:
             values["status_seq"] = seq
         async with self._write() as conn:
             await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
+
+    # ------------------------------------------------------------ audit
+    async def record_connection_read(self, project_id: uuid.UUID, *, actor: str, client: str | None) -> None:
+        """Record that ``actor`` (from ``client``) read the tenant's connection details."""
+        async with self._write() as conn:
+            await conn.execute(
+                insert(R).values(project_id=project_id, actor=actor, client=client, read_at=utcnow())
+            )
+
+    async def list_connection_reads(self, project_id: uuid.UUID) -> list[ConnectionRead]:
+        """Every recorded read of the tenant's connection details, oldest first."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(R).where(R.c.project_id == project_id).order_by(R.c.read_at, R.c.id)
+                )
+            ).mappings().all()
+        return [ConnectionRead(**r) for r in rows]
 
     # ------------------------------------------------------------------- steps
     async def get_steps(self, project_id: uuid.UUID) -> list[ProvisioningStep]:

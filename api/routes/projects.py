@@ -1,29 +1,39 @@
-"""``/v1/projects``: create a project tenant, read its status and steps, retry its failed step."""
+"""``/v1/projects``: create a project tenant; find tenants; read one's status, steps and connection
+details; retry its failed step. ``{ref}`` is a project's id or name (``ProjectByRefDep``)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
-from api.deps import RequireApiToken, SettingsDep, StoreDep, TemporalDep
+from api.connection import connection_details
+from api.deps import (
+    ActorDep,
+    ClientHostDep,
+    CredentialsDep,
+    CursorDep,
+    ProjectByRefDep,
+    RequireApiToken,
+    SettingsDep,
+    StoreDep,
+    TemporalDep,
+)
 from api.provisioning import create_tenant, deprovision
 from api.schemas import (
+    ConnectionOut,
     ProjectCreate,
     ProjectDetail,
     ProjectPage,
-    ProjectSummary,
     RetryAccepted,
     RetryCreate,
     StepOut,
     StepsOut,
 )
-from tenantflow.catalog import RETRY_UPDATE
+from tenantflow.catalog import RETRY_UPDATE, ProjectKind, ProjectStatus, StepName
 from tenantflow.contracts import RetryRequest, RetryResult
-from tenantflow.models import Project, ProjectKind, ProjectStatus
-from tenantflow.store import Store
+from tenantflow.store import ProjectQuery
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireApiToken])
 
@@ -32,7 +42,7 @@ RETRY_UPDATE_TIMEOUT = timedelta(seconds=30)
 # Idempotency keys live in one column with the webhook's ("user:<id>"): give clients their own space.
 CLIENT_KEY_PREFIX = "project:"
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No project with this id."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No project with this id or name."}}
 
 
 @router.post(
@@ -71,40 +81,59 @@ async def create_project(
 async def list_projects(
     store: StoreDep,
     settings: SettingsDep,
+    after: CursorDep,
     limit: Annotated[int, Query(ge=1, description="At most TENANTFLOW_API_PAGE_SIZE_MAX.")] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    status_: Annotated[ProjectStatus | None, Query(alias="status")] = None,
     kind: ProjectKind | None = None,
+    name_prefix: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    failed_step: Annotated[
+        StepName | None, Query(description="Only tenants whose step of this name has failed.")
+    ] = None,
 ) -> ProjectPage:
-    """Tenants, oldest first, one page at a time; ``total`` counts all of them."""
+    """Tenants, oldest first, one page at a time: follow ``next_cursor`` until it is null."""
     if limit > settings.api_page_size_max:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"limit must be at most {settings.api_page_size_max}"
         )
-    projects, total = await store.list_projects(limit=limit, offset=offset, kind=kind)
-    return ProjectPage(
-        items=[ProjectSummary.from_project(p) for p in projects], total=total, limit=limit, offset=offset
-    )
+    query = ProjectQuery(limit=limit, after=after, status=status_, kind=kind, name_prefix=name_prefix,
+                         failed_step=failed_step)
+    return ProjectPage.from_slice(await store.list_projects(query), limit=limit)
 
 
-@router.get("/{project_id}", response_model=ProjectDetail, responses=_NOT_FOUND)
-async def get_project(project_id: uuid.UUID, store: StoreDep) -> ProjectDetail:
-    """Status, steps in provisioning order, and graph connection info (never a password)."""
-    project = await _get_or_404(store, project_id)
-    return ProjectDetail.from_rows(project, await store.get_steps(project_id))
+@router.get("/{ref}", response_model=ProjectDetail, responses=_NOT_FOUND)
+async def get_project(project: ProjectByRefDep, store: StoreDep) -> ProjectDetail:
+    """Status, steps in catalog order, and graph connection info (never a password)."""
+    return ProjectDetail.from_rows(project, await store.get_steps(project.id))
 
 
-@router.get("/{project_id}/steps", response_model=StepsOut, responses=_NOT_FOUND)
-async def get_steps(project_id: uuid.UUID, store: StoreDep) -> StepsOut:
-    """The provisioning steps in the order they run: status, result, the last error, and every
-    attempt (``attempts``, oldest first) so the whole story of a step is there."""
-    project = await _get_or_404(store, project_id)
-    rows, attempts = await store.get_steps(project_id), await store.get_attempts(project_id)
+@router.get("/{ref}/steps", response_model=StepsOut, responses=_NOT_FOUND)
+async def get_steps(project: ProjectByRefDep, store: StoreDep) -> StepsOut:
+    """The steps in the order they run (provisioning, then teardown): status, result, the last
+    error, and every attempt (``attempts``, oldest first) so the whole story of a step is there."""
+    rows, attempts = await store.get_steps(project.id), await store.get_attempts(project.id)
     steps = StepOut.from_rows(project.kind, rows, attempts)
     return StepsOut(project_id=project.id, status=project.status, steps=steps)
 
 
+@router.get(
+    "/{ref}/connection",
+    response_model=ConnectionOut,
+    responses={**_NOT_FOUND, 409: {"description": "The project is not online."}},
+)
+async def get_connection(
+    project: ProjectByRefDep, response: Response, store: StoreDep, settings: SettingsDep,
+    credentials: CredentialsDep, actor: ActorDep, client: ClientHostDep,
+) -> ConnectionOut:
+    """How to reach the tenant, passwords and API keys included; only while it is ``online``.
+    Every read is recorded (who, from where, when) and the answer must not be cached."""
+    details = await connection_details(project, settings=settings, credentials=credentials)
+    await store.record_connection_read(project.id, actor=actor, client=client)
+    response.headers["Cache-Control"] = "no-store"
+    return details
+
+
 @router.post(
-    "/{project_id}/retry",
+    "/{ref}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RetryAccepted,
     responses={
@@ -113,10 +142,9 @@ async def get_steps(project_id: uuid.UUID, store: StoreDep) -> StepsOut:
     },
 )
 async def retry_project(
-    project_id: uuid.UUID, store: StoreDep, temporal: TemporalDep, body: RetryCreate | None = None
+    project: ProjectByRefDep, temporal: TemporalDep, body: RetryCreate | None = None
 ) -> RetryAccepted:
     """Resume the run from its failed step (the workflow update ``retry_failed_step``)."""
-    project = await _get_or_404(store, project_id)
     handle = temporal.get_workflow_handle(project.workflow_id)
     result = await handle.execute_update(
         RETRY_UPDATE,
@@ -134,12 +162,12 @@ async def retry_project(
     responses={**_NOT_FOUND, 200: {"model": ProjectDetail, "description": "The tenant is deleted already."}},
 )
 async def delete_project(
-    ref: str, response: Response, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+    project: ProjectByRefDep, response: Response, store: StoreDep, temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> ProjectDetail:
     """Deprovision the tenant (``ref``: id or name) in any state: ``deprovisioning`` → ``deleted``.
     A provisioning run still going is cancelled first; every resource is removed in reverse order;
     the row and its steps stay for audit and the name is free again. Repeats are harmless."""
-    project = await _by_ref_or_404(store, ref)
     if project.status == ProjectStatus.DELETED:
         response.status_code = status.HTTP_200_OK
     else:
@@ -154,11 +182,10 @@ async def delete_project(
     responses={**_NOT_FOUND, 409: {"description": "The tenant is online (use DELETE) or already gone."}},
 )
 async def cancel_project(
-    ref: str, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+    project: ProjectByRefDep, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
 ) -> ProjectDetail:
     """Stop a provisioning that has not finished and remove what it made: the same deprovisioning
     as ``DELETE``, refused for a tenant that is already ``online`` (that takes a DELETE)."""
-    project = await _by_ref_or_404(store, ref)
     if project.status in (ProjectStatus.ONLINE, ProjectStatus.DELETED):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -167,17 +194,3 @@ async def cancel_project(
         )
     project = await deprovision(store, temporal, settings, project)
     return ProjectDetail.from_rows(project, await store.get_steps(project.id))
-
-
-async def _by_ref_or_404(store: Store, ref: str) -> Project:
-    project = await store.get_project_by_ref(ref)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no project with id or name {ref!r}")
-    return project
-
-
-async def _get_or_404(store: Store, project_id: uuid.UUID) -> Project:
-    project = await store.get_project(project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no project with id {project_id}")
-    return project

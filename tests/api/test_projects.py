@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from activities.deps import Deps
 from api.main import create_app
-from tenantflow.catalog import PROJECT_STEP_NAMES
+from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.models import ProjectKind
 from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, ScriptedSteps, open_api, settled_workflow_count, workflow_count
@@ -27,6 +27,8 @@ PROTECTED = [
     ("GET", f"/v1/projects/{uuid.uuid4()}"),
     ("GET", f"/v1/projects/{uuid.uuid4()}/steps"),
     ("POST", f"/v1/projects/{uuid.uuid4()}/retry"),
+    ("GET", f"/v1/projects/{uuid.uuid4()}/connection"),
+    ("GET", "/v1/projects/some-name/connection"),
     ("GET", f"/v1/users/{uuid.uuid4()}/status"),
 ]
 
@@ -73,9 +75,9 @@ async def test_health_is_503_when_the_mirror_database_is_unreachable(
 
 async def test_openapi_documents_every_route(anon: httpx.AsyncClient) -> None:
     spec = (await anon.get("/openapi.json")).json()
-    assert {"/healthz", "/v1/projects", "/v1/projects/{project_id}", "/v1/projects/{project_id}/steps",
-            "/v1/projects/{project_id}/retry", "/v1/users/{user_id}/status", "/v1/webhooks/auth/signup",
-            "/v1/webhooks/auth/health"} <= set(spec["paths"])
+    assert {"/healthz", "/v1/projects", "/v1/projects/{ref}", "/v1/projects/{ref}/steps",
+            "/v1/projects/{ref}/retry", "/v1/projects/{ref}/connection", "/v1/users/{user_id}/status",
+            "/v1/webhooks/auth/signup", "/v1/webhooks/auth/health"} <= set(spec["paths"])
     assert (await anon.get("/docs")).status_code == 200
 
 
@@ -110,19 +112,42 @@ async def test_malformed_bodies_are_422(api: httpx.AsyncClient, body: dict[str, 
     assert (await api.post("/v1/projects", json=body)).status_code == 422
 
 
-@pytest.mark.parametrize("path", ["/v1/projects/not-a-uuid", "/v1/projects/1/steps", "/v1/projects/x/retry"])
-async def test_invalid_project_ids_are_422(api: httpx.AsyncClient, path: str) -> None:
-    method = "POST" if path.endswith("retry") else "GET"
-    assert (await api.request(method, path)).status_code == 422
+async def test_unknown_projects_are_404_by_id_or_name(api: httpx.AsyncClient) -> None:
+    for ref in (str(uuid.uuid4()), "no-such-project", "not a uuid"):
+        for method, suffix in [("GET", ""), ("GET", "/steps"), ("POST", "/retry"), ("GET", "/connection")]:
+            response = await api.request(method, f"/v1/projects/{ref}{suffix}")
+            assert response.status_code == 404, (method, ref, suffix)
+            assert response.json()["detail"] == f"no project with id or name {ref!r}"
 
 
-async def test_unknown_projects_are_404(api: httpx.AsyncClient) -> None:
-    pid = uuid.uuid4()
-    for method, path in [("GET", f"/v1/projects/{pid}"), ("GET", f"/v1/projects/{pid}/steps"),
-                         ("POST", f"/v1/projects/{pid}/retry")]:
-        response = await api.request(method, path)
-        assert response.status_code == 404
-        assert str(pid) in response.json()["detail"]
+async def test_a_project_is_found_by_its_id_and_by_its_name(
+    api: httpx.AsyncClient, tenant_name: Callable[[], str]
+) -> None:
+    name = tenant_name()
+    created = (await api.post("/v1/projects", json={"name": name})).json()
+    by_id = await api.get(f"/v1/projects/{created['id']}")
+    by_name = await api.get(f"/v1/projects/{name}")
+    assert by_id.status_code == by_name.status_code == 200
+    assert by_id.json()["id"] == by_name.json()["id"] == created["id"]
+    steps = (await api.get(f"/v1/projects/{name}/steps")).json()
+    assert steps["project_id"] == created["id"]
+    listed = [(s["name"], s["run_kind"]) for s in steps["steps"]]
+    assert listed == [(n, "provision") for n in PROJECT_STEP_NAMES]
+
+
+async def test_teardown_steps_follow_the_provisioning_steps_in_catalog_order(
+    api: httpx.AsyncClient, deps: Deps, tenant_name: Callable[[], str]
+) -> None:
+    name = tenant_name()
+    project = (await deps.store.create_project(name=name, kind=ProjectKind.PROJECT,
+                                               steps=PROJECT_STEP_NAMES)).project
+    # Rows created in reverse: the order shown is the catalog's, not the rows'.
+    for step in reversed(PROJECT_TEARDOWN_STEP_NAMES):
+        await deps.store.ensure_steps(project.id, [step])
+    steps = (await api.get(f"/v1/projects/{name}/steps")).json()["steps"]
+    expected = [(n, "provision") for n in PROJECT_STEP_NAMES]
+    expected += [(n, "deprovision") for n in PROJECT_TEARDOWN_STEP_NAMES]
+    assert [(s["name"], s["run_kind"]) for s in steps] == expected
 
 
 # ------------------------------------------------------------------------------------- create
@@ -193,27 +218,26 @@ async def test_a_project_whose_start_was_lost_is_started_by_the_next_request(
 
 
 # --------------------------------------------------------------------------------------- read
-async def test_list_is_paginated_and_bounded(
+async def test_list_is_paginated_by_cursor_and_bounded(
     make_settings: Callable[..., Settings], tenant_name: Callable[[], str]
 ) -> None:
-    names = [tenant_name() for _ in range(3)]
+    prefix = tenant_name()
+    names = [f"{prefix}-{i}" for i in range(3)]
     async with open_api(make_settings(api_page_size_max=5), headers=AUTH) as api:
         for name in names:
             assert (await api.post("/v1/projects", json={"name": name})).status_code == 202
-        total = (await api.get("/v1/projects", params={"limit": 1})).json()["total"]
-        assert total >= 3
-        page = (await api.get("/v1/projects", params={"limit": 2, "offset": total - 3})).json()
-        assert [p["name"] for p in page["items"]] == names[:2]
-        assert (page["total"], page["limit"], page["offset"]) == (total, 2, total - 3)
-        last = (await api.get("/v1/projects", params={"limit": 5, "offset": total - 1})).json()
+        first = (await api.get("/v1/projects", params={"limit": 2, "name_prefix": prefix})).json()
+        assert [p["name"] for p in first["items"]] == names[:2]
+        assert first["limit"] == 2 and first["next_cursor"] and "total" not in first and "offset" not in first
+        last = (await api.get("/v1/projects", params={"limit": 2, "name_prefix": prefix,
+                                                      "cursor": first["next_cursor"]})).json()
         assert [p["name"] for p in last["items"]] == names[2:]
+        assert last["next_cursor"] is None
 
         too_big = await api.get("/v1/projects", params={"limit": 6})
         assert too_big.status_code == 422 and "at most 5" in too_big.json()["detail"]
-        for bad in ({"limit": 0}, {"offset": -1}, {"kind": "nope"}):
-            assert (await api.get("/v1/projects", params=bad)).status_code == 422
-        users_only = (await api.get("/v1/projects", params={"kind": "user", "limit": 5})).json()
-        assert all(p["kind"] == "user" for p in users_only["items"])
+        for bad in ({"limit": 0}, {"kind": "nope"}, {"status": "nope"}, {"failed_step": "nope"}):
+            assert (await api.get("/v1/projects", params=bad)).status_code == 422, bad
 
 
 async def test_responses_never_contain_secrets(
@@ -233,7 +257,7 @@ async def test_responses_never_contain_secrets(
     bodies = [
         await api.get(f"/v1/projects/{pid}"),
         await api.get(f"/v1/projects/{pid}/steps"),
-        await api.get("/v1/projects", params={"limit": 100, "offset": 0}),
+        await api.get("/v1/projects", params={"limit": 100, "name_prefix": project["name"]}),
         await api.post("/v1/projects", json={"name": project["name"]}),
     ]
     detail = bodies[0].json()
