@@ -12,8 +12,9 @@ from api.schemas import ApiKeys, ConnectionOut, GraphConnection, PostgresConnect
 from tenantflow.catalog import ProjectKind, ProjectStatus
 from tenantflow.credentials import CredentialKind, CredentialStore
 from tenantflow.errors import NotReady
+from tenantflow.graph_clients import GraphMode
 from tenantflow.models import Project
-from tenantflow.settings import Settings
+from tenantflow.settings import GraphBackend, Settings
 from tenantflow.tenant_pg import tenant_pg_endpoint
 
 
@@ -55,11 +56,25 @@ async def _graph(project: Project, credentials: CredentialStore) -> GraphConnect
     # No backend recorded: the graph steps were skipped (no graph platform configured).
     if project.graph_backend is None:
         return None
+    shared = _shares_the_admin_login(project)
     return GraphConnection(
         backend=project.graph_backend, uri=project.graph_uri, http_uri=project.graph_http_uri,
         database=project.graph_database, username=project.graph_username,
-        password=await credentials.get(project.id, CredentialKind.GRAPH_PASSWORD),
+        password=None if shared else await credentials.get(project.id, CredentialKind.GRAPH_PASSWORD),
+        password_withheld=shared,
     )
+
+
+def _shares_the_admin_login(project: Project) -> str | None:
+    """Why the tenant's stored graph credential must not leave tenantflow, or None.
+
+    On ArcadeDB and in Neo4j's Community fallback the tenant's graph is reached with the server's
+    own admin login (there is no per-tenant user yet): handing it out would open every tenant's
+    graph. tenantflow's own client factory (``tenantflow.graph_clients``) still uses it, scoped.
+    """
+    if project.graph_backend == GraphBackend.ARCADEDB or project.graph_mode == GraphMode.COMMUNITY_FALLBACK:
+        return "the graph server's shared admin login is not given out (no per-tenant user on this backend)"
+    return None
 
 
 async def _keys(project: Project, credentials: CredentialStore) -> ApiKeys | None:

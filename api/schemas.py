@@ -269,7 +269,11 @@ class GraphConnection(BaseModel):
     http_uri: str | None
     database: str | None
     username: str | None
-    password: str
+    password: str | None = Field(
+        description="None when the stored credential is the graph server's shared admin login "
+        "(ArcadeDB, Neo4j Community fallback): it would open every tenant's graph."
+    )
+    password_withheld: str | None = Field(default=None, description="Why the password is None.")
 
 
 class ApiKeys(BaseModel):

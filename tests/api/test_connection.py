@@ -67,7 +67,7 @@ async def test_an_online_tenant_gets_its_decrypted_secrets_and_each_read_is_audi
     assert body["graph"] == {
         "backend": "neo4j", "uri": "neo4j://127.0.0.1:7687", "http_uri": "http://127.0.0.1:7474",
         "database": f"tf-{name}", "username": f"tenant_{name}",
-        "password": plain[CredentialKind.GRAPH_PASSWORD],
+        "password": plain[CredentialKind.GRAPH_PASSWORD], "password_withheld": None,
     }
     assert body["keys"] == {"anon": plain[CredentialKind.ANON_KEY],
                             "service_role": plain[CredentialKind.SERVICE_ROLE_KEY]}
@@ -128,3 +128,17 @@ async def test_unknown_tenant_is_404_and_no_token_is_401(
         assert refused.status_code == 401
         assert not any(secret in refused.text for secret in plain.values())
     assert await deps.store.list_connection_reads(project.id) == []
+
+
+@pytest.mark.parametrize(
+    ("backend", "mode"), [("arcadedb", "database-per-tenant"), ("neo4j", "community-fallback")]
+)
+async def test_a_shared_admin_graph_login_is_never_handed_out(
+    api: httpx.AsyncClient, deps: Deps, tenant_name: Callable[[], str], backend: str, mode: str
+) -> None:
+    project, plain = await stored_tenant(deps, tenant_name())
+    await deps.store.update_project(project.id, graph_backend=backend, graph_mode=mode)
+    response = await api.get(f"/v1/projects/{project.id}/connection")
+    graph = response.json()["graph"]
+    assert graph["password"] is None and "shared admin login" in graph["password_withheld"]
+    assert plain[CredentialKind.GRAPH_PASSWORD] not in response.text

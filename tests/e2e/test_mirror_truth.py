@@ -45,14 +45,16 @@ async def test_a_paused_worker_that_wakes_up_late_cannot_regress_the_row(
             async with run_worker(settings):
                 body = await wait_status(api, pid, "online", timeout=90)
             before = steps_by_name(body)[STORAGE]
-            assert before["status"] == "success" and before["attempt"] == 2
+            # Attempt 2 or later: tasks handed to the paused worker's open polls also time out.
+            assert before["status"] == "success" and before["attempt"] >= 2
             # Attempt 1 wakes up: its HTTP call has timed out meanwhile, so it reports a
             # retryable failure (or is cancelled by its heartbeat). Neither may reach the row.
             paused.send_signal(signal.SIGCONT)
             for _ in range(25):
                 await asyncio.sleep(0.2)
                 now = steps_by_name((await api.get(f"/v1/projects/{pid}")).json())[STORAGE]
-                assert (now["status"], now["attempt"], now["error_message"]) == ("success", 2, None)
+                assert (now["status"], now["attempt"], now["error_message"]) == (
+                    "success", before["attempt"], None)
             history = (await api.get(f"/v1/projects/{pid}/steps")).json()
     finally:
         if paused.poll() is None:
@@ -60,7 +62,9 @@ async def test_a_paused_worker_that_wakes_up_late_cannot_regress_the_row(
             paused.kill()
         paused.wait(timeout=10)
     attempts = steps_by_name(history)[STORAGE]["attempts"]
-    assert [(a["attempt"], a["outcome"]) for a in attempts] == [(1, "lost"), (2, "success")]
+    assert attempts[0]["attempt"] == 1 and attempts[0]["outcome"] == "lost"
+    assert attempts[-1]["outcome"] == "success"
+    assert all(a["outcome"] in ("lost", "failed") for a in attempts[:-1])
     assert registrations(platform, name)["storage"] == 1
 
 
