@@ -67,14 +67,15 @@ class Fence:
     attempt: int
 
 
-def workflow_id_for(project_id: uuid.UUID, kind: str) -> str:
-    """The business id of a provisioning run: one workflow per tenant."""
-    return f"provision-{kind}-{project_id}"
+def workflow_id_for(project_id: uuid.UUID, kind: str, name: str) -> str:
+    """The business id of a provisioning run: one workflow per tenant. The (validated) name makes
+    it recognisable in the Temporal Web UI; the id keeps a reused name's runs apart."""
+    return f"provision-{kind}-{name}-{project_id}"
 
 
-def deprovision_workflow_id(project_id: uuid.UUID, kind: str) -> str:
+def deprovision_workflow_id(project_id: uuid.UUID, kind: str, name: str) -> str:
     """The business id of a tenant's deprovisioning run (at most one per tenant)."""
-    return f"deprovision-{kind}-{project_id}"
+    return f"deprovision-{kind}-{name}-{project_id}"
 
 
 def _pending_steps(project_id: uuid.UUID, steps: Sequence[str]) -> list[dict[str, Any]]:
@@ -179,7 +180,7 @@ class Store:
         values = dict(
             id=pid, name=name, kind=kind, idempotency_key=idempotency_key,
             external_user_id=external_user_id, status=ProjectStatus.PENDING,
-            workflow_id=workflow_id_for(pid, kind), created_at=now, updated_at=now,
+            workflow_id=workflow_id_for(pid, kind, name), created_at=now, updated_at=now,
             **(fields or {}),
         )
         async with self._write() as conn:
@@ -279,7 +280,7 @@ class Store:
             WaitingRun(
                 project_id=str(r.id), tenant_id=r.name, failed_step=r.step_name,
                 workflow_id=r.workflow_id if r.run_kind == RunKind.PROVISION
-                else deprovision_workflow_id(r.id, r.kind),
+                else deprovision_workflow_id(r.id, r.kind, r.name),
             )
             for r in rows
         ]

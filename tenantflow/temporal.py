@@ -39,7 +39,7 @@ async def start_deprovisioning(client: Client, settings: Settings, project: Proj
     """Start the tenant's deprovisioning run, or attach to the one already going (same rule)."""
     return await _start(
         client, settings, project, DEPROVISION_WORKFLOW_BY_KIND[project.kind],
-        deprovision_workflow_id(project.id, project.kind),
+        deprovision_workflow_id(project.id, project.kind, project.name),
         summary=f"deprovision {project.kind} {project.name}",
     )
 

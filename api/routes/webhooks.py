@@ -70,7 +70,7 @@ async def auth_signup(
         project = await deprovision(store, temporal, settings, project)
         return UserDeletionAccepted(
             user_id=user_id, project_id=project.id,
-            workflow_id=deprovision_workflow_id(project.id, project.kind),
+            workflow_id=deprovision_workflow_id(project.id, project.kind, project.name),
         )
     created = await create_tenant(
         store, temporal, settings, name=user_project_name(user_id), kind=ProjectKind.USER,

@@ -17,6 +17,7 @@ from devstack.arcadedb import ArcadeDBServer
 from standins.aura_emulator import AuraEmulator, EmulatorConfig
 from standins.server import ThreadedServer
 from tenantflow.graph_clients import graph_client_for, graph_client_for_user
+from tenantflow.names import user_project_name
 from tenantflow.settings import Settings
 from tenantflow.store import workflow_id_for
 from tests.api.conftest import AUTH, open_api
@@ -179,7 +180,7 @@ async def test_aura_user_database_times_out_then_retry_signal_finishes_it(
 
         emulator.configure(polls_until_running=0)  # Aura caught up
         handle = temporal_client.get_workflow_handle(
-            workflow_id_for(uuid.UUID(failed["project_id"]), "user"))
+            workflow_id_for(uuid.UUID(failed["project_id"]), "user", user_project_name(user_id)))
         await handle.signal(ProvisioningWorkflow.retry, {"reason": "aura is slow today"})
         ready = await wait_user(api, user_id, "ready")
 
