@@ -55,6 +55,23 @@ class TemporalDevServer:
                                      start_new_session=True)
         wait_port(self.port, timeout=timeout)
         wait_port(self.ui_port, timeout=timeout)
+        self.register_search_attributes()
+
+    def register_search_attributes(self) -> None:
+        """Make sure every search attribute the workflows use exists. ``start-dev`` registers its
+        ``--search-attribute`` flags only in a new database file: a state directory from an older
+        version would lack the newer ones, and a workflow upserting one would be stuck."""
+        listed = subprocess.run(
+            [temporal_binary(), "operator", "search-attribute", "list", "--address", self.address],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()
+        for key in search_attributes.ALL:
+            if key.name not in listed:
+                subprocess.run(
+                    [temporal_binary(), "operator", "search-attribute", "create", "--address", self.address,
+                     "--name", key.name, "--type", "Keyword"],
+                    check=True, capture_output=True,
+                )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

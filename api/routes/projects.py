@@ -190,7 +190,8 @@ async def cancel_project(
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"nothing to cancel: the tenant is {project.status}"
-            + ("; DELETE /v1/projects/{ref} removes it" if project.status == ProjectStatus.ONLINE else ""),
+            + (f"; DELETE /v1/projects/{project.name} removes it"
+               if project.status == ProjectStatus.ONLINE else ""),
         )
     project = await deprovision(store, temporal, settings, project)
     return ProjectDetail.from_rows(project, await store.get_steps(project.id))
