@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from sqlalchemy import text
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from activities.tenant_postgres import MIGRATION_LOCK_KEY
 from devstack.arcadedb import ArcadeDBServer
 from devstack.postgres import PostgresServer
 from tenantflow.catalog import PROJECT_TEARDOWN_STEP_NAMES
@@ -26,7 +26,13 @@ from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
 from tests.e2e.conftest import fault, registrations
-from tests.e2e.test_project_provisioning import _spawn_worker, steps_by_name, wait_status
+from tests.e2e.test_project_provisioning import (
+    _spawn_worker,
+    hold_migration_lock,
+    steps_by_name,
+    wait_status,
+    wait_step,
+)
 
 
 async def leftovers(settings: Settings, pg: PostgresServer, arcadedb: ArcadeDBServer, platform: str,
@@ -112,20 +118,12 @@ async def test_a_tenant_whose_provisioning_died_mid_step_is_deleted_cleanly(
 ) -> None:
     settings = full_settings(step_heartbeat_timeout_seconds=2)
     name = tenant_name()
-    # Hold the tenant's migration lock so create_tenant_schema blocks; then the worker dies.
-    pg.create_database(tenant_db_name(name))
-    blocker = await psycopg.AsyncConnection.connect(pg.url(tenant_db_name(name)), autocommit=True)
-    await blocker.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    blocker = await hold_migration_lock(pg, name)  # create_tenant_schema blocks; the worker dies
     doomed = _spawn_worker(settings)
     try:
         async with open_api(settings, headers=AUTH) as api:
             pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
-
-            async def schema_running() -> bool:
-                body = (await api.get(f"/v1/projects/{pid}")).json()
-                return steps_by_name(body)["create_tenant_schema"]["status"] == "running"
-
-            await eventually(schema_running, timeout=60)
+            await wait_step(api, pid, "create_tenant_schema", "running")
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=10)
             await blocker.close()  # its session (and the lock) goes; drop can terminate the rest
@@ -146,22 +144,23 @@ async def test_a_tenant_whose_provisioning_died_mid_step_is_deleted_cleanly(
     assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}
 
 
+@pytest.mark.parametrize("service", ["storage", "realtime", "auth"])
 async def test_a_worker_killed_inside_a_teardown_step_does_not_stop_the_deletion(
     full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
-    arcadedb: ArcadeDBServer, platform: str,
+    arcadedb: ArcadeDBServer, platform: str, service: str,
 ) -> None:
     settings = full_settings(step_heartbeat_timeout_seconds=2, service_timeout_seconds=30)
     name = tenant_name()
     async with run_worker(settings), open_api(settings, headers=AUTH) as api:
         pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
         await wait_status(api, pid, "online")
-    # Realtime deletes the registration, then never answers: the worker dies waiting.
-    fault(platform, service="realtime", kind="timeout", phase="after", match="write", count=1)
+    # The service deletes the registration, then never answers: the worker dies waiting.
+    fault(platform, service=service, kind="timeout", phase="after", match="write", count=1)
     doomed = _spawn_worker(settings)
     try:
         async with open_api(settings, headers=AUTH) as api:
             assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
-            await eventually(lambda: registrations(platform, name)["realtime"] == 0, timeout=60)
+            await eventually(lambda: registrations(platform, name)[service] == 0, timeout=60)
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=10)
             async with run_worker(settings):
@@ -169,8 +168,8 @@ async def test_a_worker_killed_inside_a_teardown_step_does_not_stop_the_deletion
     finally:
         if doomed.poll() is None:
             doomed.kill()
-    realtime = steps_by_name(body)["deregister_realtime_service"]
-    assert realtime["status"] == "success" and realtime["retry_count"] >= 1
+    step = steps_by_name(body)[f"deregister_{service}_service"]
+    assert step["status"] == "success" and step["retry_count"] >= 1  # the attempt lost with the worker
     assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}
 
 

@@ -56,6 +56,21 @@ def steps_by_name(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in body["steps"]}
 
 
+async def hold_migration_lock(pg: PostgresServer, name: str) -> psycopg.AsyncConnection[Any]:
+    """Make the tenant's create_tenant_schema block: a session holding its migration lock."""
+    pg.create_database(tenant_db_name(name))
+    blocker = await psycopg.AsyncConnection.connect(pg.url(tenant_db_name(name)), autocommit=True)
+    await blocker.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    return blocker
+
+
+async def wait_step(api: httpx.AsyncClient, pid: str, step: str, status: str, timeout: float = 60) -> None:
+    async def check() -> bool:
+        return steps_by_name((await api.get(f"/v1/projects/{pid}")).json())[step]["status"] == status
+
+    await eventually(check, timeout=timeout)
+
+
 async def test_post_to_online_creates_a_tenant_database_the_tenant_can_use(
     make_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
     temporal_client: Client,
@@ -161,20 +176,12 @@ async def test_worker_killed_mid_step_a_new_worker_finishes_the_run(
 ) -> None:
     name = tenant_name()
     settings = make_settings(step_heartbeat_timeout_seconds=2)
-    # Hold the tenant's migration lock so create_tenant_schema blocks mid-step.
-    pg.create_database(tenant_db_name(name))
-    blocker = await psycopg.AsyncConnection.connect(pg.url(tenant_db_name(name)), autocommit=True)
-    await blocker.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    blocker = await hold_migration_lock(pg, name)  # create_tenant_schema blocks mid-step
     doomed = _spawn_worker(settings)
     try:
         async with open_api(settings, headers=AUTH) as api:
             pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
-
-            async def schema_running() -> bool:
-                body = (await api.get(f"/v1/projects/{pid}")).json()
-                return steps_by_name(body)["create_tenant_schema"]["status"] == "running"
-
-            await eventually(schema_running, timeout=60)
+            await wait_step(api, pid, "create_tenant_schema", "running")
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=10)
             await blocker.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
