@@ -33,6 +33,7 @@ from tests.e2e.test_project_provisioning import (
     wait_status,
     wait_step,
 )
+from tests.stall_proxy import StallProxy
 
 
 async def leftovers(settings: Settings, pg: PostgresServer, arcadedb: ArcadeDBServer, platform: str,
@@ -253,3 +254,74 @@ async def test_a_deleted_users_webhook_removes_their_tenant(
         assert repeated.status_code == 200 and repeated.json()["ignored"] is True
     listed = httpx.get(f"{arcadedb.http_url}/api/v1/databases", auth=("root", arcadedb.password)).json()
     assert database not in listed["result"]
+
+
+async def test_a_worker_killed_inside_delete_api_keys_does_not_stop_the_deletion(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    arcadedb: ArcadeDBServer, platform: str,
+) -> None:
+    settings = full_settings(step_heartbeat_timeout_seconds=2)
+    name = tenant_name()
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        await wait_status(api, pid, "online")
+    # A session holding the tenant's credential rows makes delete_api_keys wait inside the step.
+    holder = await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value())
+    await holder.execute("SELECT 1 FROM credentials WHERE project_id = %s FOR UPDATE", (uuid.UUID(pid),))
+    doomed = _spawn_worker(settings)
+    try:
+        async with open_api(settings, headers=AUTH) as api:
+            assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
+            await wait_step(api, pid, "delete_api_keys", "running")
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+            await holder.rollback()
+            async with run_worker(settings):
+                body = await wait_status(api, pid, "deleted", timeout=90)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+        await holder.close()
+    step = steps_by_name(body)["delete_api_keys"]
+    assert step["status"] == "success" and step["retry_count"] >= 1  # the attempt lost with the worker
+    assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}
+
+
+@pytest.mark.parametrize("step", ["drop_graph_database", "drop_tenant_database"])
+async def test_a_worker_killed_inside_a_drop_step_does_not_stop_the_deletion(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    arcadedb: ArcadeDBServer, platform: str, step: str,
+) -> None:
+    arcadedb_port = int(arcadedb.http_url.rsplit(":", 1)[1])
+    async with StallProxy("127.0.0.1", pg.port) as pg_proxy, \
+            StallProxy("127.0.0.1", arcadedb_port) as arcadedb_proxy:
+        # The worker reaches the tenant cluster's admin login and ArcadeDB's HTTP API through
+        # proxies that can hang, so the worker can be caught (and killed) inside either drop.
+        settings = full_settings(
+            step_heartbeat_timeout_seconds=2,
+            tenant_pg_admin_url=pg.url().replace(f":{pg.port}/", f":{pg_proxy.port}/"),
+            tenant_pg_public_port=pg.port,
+            arcadedb_http_url=f"http://127.0.0.1:{arcadedb_proxy.port}",
+        )
+        name = tenant_name()
+        async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+            pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+            await wait_status(api, pid, "online")
+        hang = pg_proxy if step == "drop_tenant_database" else arcadedb_proxy
+        hang.stall()
+        doomed = _spawn_worker(settings)
+        try:
+            async with open_api(settings, headers=AUTH) as api:
+                assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
+                await wait_step(api, pid, step, "running")
+                doomed.send_signal(signal.SIGKILL)
+                doomed.wait(timeout=10)
+                hang.release()
+                async with run_worker(settings):
+                    body = await wait_status(api, pid, "deleted", timeout=90)
+        finally:
+            if doomed.poll() is None:
+                doomed.kill()
+    row = steps_by_name(body)[step]
+    assert row["status"] == "success" and row["retry_count"] >= 1  # the attempt lost with the worker
+    assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}

@@ -66,7 +66,8 @@ async def hold_migration_lock(pg: PostgresServer, name: str) -> psycopg.AsyncCon
 
 async def wait_step(api: httpx.AsyncClient, pid: str, step: str, status: str, timeout: float = 60) -> None:
     async def check() -> bool:
-        return steps_by_name((await api.get(f"/v1/projects/{pid}")).json())[step]["status"] == status
+        row = steps_by_name((await api.get(f"/v1/projects/{pid}")).json()).get(step)
+        return row is not None and row["status"] == status  # a run's rows appear when it begins
 
     await eventually(check, timeout=timeout)
 
