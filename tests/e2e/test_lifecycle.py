@@ -5,7 +5,6 @@ a deleted user's webhook removes their tenant."""
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,7 @@ from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
 from tests.e2e.conftest import fault, registrations
 from tests.e2e.test_project_provisioning import (
-    _spawn_worker,
+    doomed_worker,
     hold_migration_lock,
     steps_by_name,
     wait_status,
@@ -120,20 +119,17 @@ async def test_a_tenant_whose_provisioning_died_mid_step_is_deleted_cleanly(
     settings = full_settings(step_heartbeat_timeout_seconds=2)
     name = tenant_name()
     blocker = await hold_migration_lock(pg, name)  # create_tenant_schema blocks; the worker dies
-    doomed = _spawn_worker(settings)
     try:
-        async with open_api(settings, headers=AUTH) as api:
-            pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
-            await wait_step(api, pid, "create_tenant_schema", "running")
-            doomed.send_signal(signal.SIGKILL)
-            doomed.wait(timeout=10)
-            await blocker.close()  # its session (and the lock) goes; drop can terminate the rest
-            async with run_worker(settings):
-                assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
-                body = await wait_status(api, pid, "deleted", timeout=90)
+        with doomed_worker(settings) as kill_worker:
+            async with open_api(settings, headers=AUTH) as api:
+                pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+                await wait_step(api, pid, "create_tenant_schema", "running")
+                kill_worker()
+                await blocker.close()  # its session (and the lock) goes; drop can terminate the rest
+                async with run_worker(settings):
+                    assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
+                    body = await wait_status(api, pid, "deleted", timeout=90)
     finally:
-        if doomed.poll() is None:
-            doomed.kill()
         if not blocker.closed:
             await blocker.close()
     steps = steps_by_name(body)
@@ -157,18 +153,13 @@ async def test_a_worker_killed_inside_a_teardown_step_does_not_stop_the_deletion
         await wait_status(api, pid, "online")
     # The service deletes the registration, then never answers: the worker dies waiting.
     fault(platform, service=service, kind="timeout", phase="after", match="write", count=1)
-    doomed = _spawn_worker(settings)
-    try:
+    with doomed_worker(settings) as kill_worker:
         async with open_api(settings, headers=AUTH) as api:
             assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
             await eventually(lambda: registrations(platform, name)[service] == 0, timeout=60)
-            doomed.send_signal(signal.SIGKILL)
-            doomed.wait(timeout=10)
+            kill_worker()
             async with run_worker(settings):
                 body = await wait_status(api, pid, "deleted", timeout=90)
-    finally:
-        if doomed.poll() is None:
-            doomed.kill()
     step = steps_by_name(body)[f"deregister_{service}_service"]
     assert step["status"] == "success" and step["retry_count"] >= 1  # the attempt lost with the worker
     assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}
@@ -268,19 +259,16 @@ async def test_a_worker_killed_inside_delete_api_keys_does_not_stop_the_deletion
     # A session holding the tenant's credential rows makes delete_api_keys wait inside the step.
     holder = await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value())
     await holder.execute("SELECT 1 FROM credentials WHERE project_id = %s FOR UPDATE", (uuid.UUID(pid),))
-    doomed = _spawn_worker(settings)
     try:
-        async with open_api(settings, headers=AUTH) as api:
-            assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
-            await wait_step(api, pid, "delete_api_keys", "running")
-            doomed.send_signal(signal.SIGKILL)
-            doomed.wait(timeout=10)
-            await holder.rollback()
-            async with run_worker(settings):
-                body = await wait_status(api, pid, "deleted", timeout=90)
+        with doomed_worker(settings) as kill_worker:
+            async with open_api(settings, headers=AUTH) as api:
+                assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
+                await wait_step(api, pid, "delete_api_keys", "running")
+                kill_worker()
+                await holder.rollback()
+                async with run_worker(settings):
+                    body = await wait_status(api, pid, "deleted", timeout=90)
     finally:
-        if doomed.poll() is None:
-            doomed.kill()
         await holder.close()
     step = steps_by_name(body)["delete_api_keys"]
     assert step["status"] == "success" and step["retry_count"] >= 1  # the attempt lost with the worker
@@ -309,19 +297,14 @@ async def test_a_worker_killed_inside_a_drop_step_does_not_stop_the_deletion(
             await wait_status(api, pid, "online")
         hang = pg_proxy if step == "drop_tenant_database" else arcadedb_proxy
         hang.stall()
-        doomed = _spawn_worker(settings)
-        try:
+        with doomed_worker(settings) as kill_worker:
             async with open_api(settings, headers=AUTH) as api:
                 assert (await api.delete(f"/v1/projects/{pid}")).status_code == 202
                 await wait_step(api, pid, step, "running")
-                doomed.send_signal(signal.SIGKILL)
-                doomed.wait(timeout=10)
+                kill_worker()
                 hang.release()
                 async with run_worker(settings):
                     body = await wait_status(api, pid, "deleted", timeout=90)
-        finally:
-            if doomed.poll() is None:
-                doomed.kill()
     row = steps_by_name(body)[step]
     assert row["status"] == "success" and row["retry_count"] >= 1  # the attempt lost with the worker
     assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}

@@ -5,12 +5,13 @@ and secrets kept out of the history and the API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -169,6 +170,23 @@ def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
     env = {**os.environ, **to_env(settings)}
     return subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def doomed_worker(settings: Settings) -> Iterator[Callable[[], None]]:
+    """A real worker process for ``settings``; yields ``kill()`` (SIGKILL, then reaped). The
+    process is killed on the way out whatever happened, so no test leaves a worker behind."""
+    proc = _spawn_worker(settings)
+
+    def kill() -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    try:
+        yield kill
+    finally:
+        if proc.poll() is None:
+            kill()
 
 
 async def test_worker_killed_mid_step_a_new_worker_finishes_the_run(
