@@ -1,0 +1,1 @@
+"""The ``tenantflow`` command line: a client of the HTTP API (``cli.main``)."""
