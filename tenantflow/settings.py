@@ -63,6 +63,10 @@ class Settings(BaseSettings):
 
     api_token: SecretStr = Field(description="Bearer token every API route but health requires.")
     api_page_size_max: int = Field(default=100, ge=1, description="Largest page GET /v1/projects returns.")
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024,
+        description="Largest request body the API reads (413 above it, before auth or parsing).",
+    )
 
     encryption_keys: SecretStr = Field(
         description="Keyring 'kid:base64key[,kid:base64key...]' (32-byte AES keys): the first "

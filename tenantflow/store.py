@@ -51,6 +51,7 @@ from tenantflow.models import (
     StepStatus,
     utcnow,
 )
+from tenantflow.names import canonical_uuid
 
 P = Project.__table__  # type: ignore[attr-defined]
 S = ProvisioningStep.__table__  # type: ignore[attr-defined]
@@ -229,10 +230,9 @@ class Store:
     async def get_project_by_ref(self, ref: str) -> Project | None:
         """The tenant ``ref`` names: a project id, or a name (the live tenant holding it, else the
         most recently deleted one, whose row stays for audit)."""
-        try:
-            return await self.get_project(uuid.UUID(ref))
-        except ValueError:
-            pass
+        project_id = canonical_uuid(ref)
+        if project_id is not None:
+            return await self.get_project(project_id)
         live_first = case((P.c.status == ProjectStatus.DELETED, 1), else_=0)
         async with self._read() as conn:
             row = (
