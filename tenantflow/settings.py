@@ -164,6 +164,14 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="A worker that dies mid-step is noticed after this long."
     )
 
+    reconcile_interval_seconds: float = Field(
+        default=30.0, gt=0,
+        description="How often each worker looks for tenants whose run was never started.",
+    )
+    reconcile_after_seconds: float = Field(
+        default=20.0, ge=0,
+        description="How long a tenant stays pending/deprovisioning before the reconciler checks its run.",
+    )
     bulk_retry_batch_size: int = Field(
         default=20, ge=1, description="Bulk retry: runs resumed per batch (POST /v1/projects/retry-failed)."
     )

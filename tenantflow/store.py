@@ -312,6 +312,20 @@ class Store:
         async with self._write() as conn:
             await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
 
+    async def stalled_projects(self, *, updated_before: datetime, limit: int = 500) -> list[Project]:
+        """Tenants ``pending`` or ``deprovisioning`` since before ``updated_before``, oldest first:
+        the ones whose run may never have been started (the reconciler's candidates)."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(P)
+                    .where(P.c.status.in_([ProjectStatus.PENDING, ProjectStatus.DEPROVISIONING]),
+                           P.c.updated_at < updated_before)
+                    .order_by(P.c.updated_at).limit(limit)
+                )
+            ).mappings().all()
+        return [Project(**r) for r in rows]
+
     # ------------------------------------------------------------ events
     async def events_after(self, project_id: uuid.UUID, after: int, *, limit: int = 200) -> EventBatch:
         """The project's events with an id above ``after``, oldest first, at most ``limit``.
