@@ -215,9 +215,12 @@ class StepsWorkflow:
             await workflow.start_child_workflow(
                 WorkflowName.DELIVER_EVENT, DeliverEventInput(event, list(st.event_webhook_urls)),
                 id=event.id,
-                # The delivery outlives this run (ProvisionResult is not held back by a dead receiver),
-                # and one event id is never delivered by two runs (a reset replaying this point).
+                # The delivery outlives this run (ProvisionResult is not held back by a dead receiver)
+                # and its cancel (a deletion cancels a failed run, even while this start is in flight:
+                # its tenant.failed still goes out); one event id is never delivered by two runs (a
+                # reset replaying this point).
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary=f"{event.type} {st.tenant_id}",
             )

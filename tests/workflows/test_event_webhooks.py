@@ -128,6 +128,26 @@ async def test_failed_names_the_step_and_error_and_the_retry_then_announces_onli
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
 
 
+async def test_a_failed_event_still_being_retried_survives_the_cancel_of_its_run(
+    hooked: Callable[..., Settings], temporal_client: Client, tenant_name: Any
+) -> None:
+    # A deletion cancels a failed run (stop_provisioning) while its tenant.failed may still be retried.
+    with Receiver(fail_first=2) as receiver:
+        settings = hooked(receiver.url)
+        async with scripted_worker(settings, temporal_client) as (deps, script):
+            script.fail["create_tenant_schema"] = ServiceRejected("schema clash")
+            _, handle = await provision(deps, temporal_client, settings, tenant_name())
+            first = (await eventually(lambda: receiver.deliveries, timeout=30))[0]
+            assert first.answered == 500
+            await handle.cancel()
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+            [taken] = await eventually(lambda: taken_once_each(receiver), timeout=30)
+    assert taken.id == first.id and taken.json()["type"] == "tenant.failed"
+    assert [d.answered for d in receiver.deliveries] == [500, 500, 204]
+
+
 async def test_a_receiver_that_answers_410_gets_one_request_and_its_delivery_run_fails(
     hooked: Callable[..., Settings], temporal_client: Client, tenant_name: Any
 ) -> None:
