@@ -17,13 +17,15 @@ exception's MRO, so the most specific entry wins (``InvalidName`` before ``Perma
   "not found" means "no longer running"); UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED → 503;
   others → 502.
 - SQLAlchemy connection and pool errors → 503: the mirror database is unreachable.
-- ``pydantic.ValidationError`` from a body the route parses itself → 400 for bad JSON, else 422.
+- ``pydantic.ValidationError`` from a body the route parses itself, and FastAPI's
+  ``RequestValidationError`` → 400 when the body is not JSON at all, else 422.
 - ``WebhookNotConfigured`` → 503; ``WebhookRejected`` → 401.
 - ``InvalidName`` → 422; other ``PermanentError`` → 409; ``TransientError`` → 503.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import ErrorDetails
 from sqlalchemy import exc as sa_exc
@@ -89,9 +93,12 @@ def _body_errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
     return [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in _validation_errors(exc)]
 
 
+NOT_JSON = "the request body is not valid JSON"
+
+
 def _validation_answer(exc: pydantic.ValidationError) -> Answer:
     if any(e["type"] == "json_invalid" for e in _validation_errors(exc)):
-        return Answer(status.HTTP_400_BAD_REQUEST, said("the request body is not valid JSON"))
+        return Answer(status.HTTP_400_BAD_REQUEST, said(NOT_JSON))
     return Answer(status.HTTP_422_UNPROCESSABLE_CONTENT, _body_errors)
 
 
@@ -142,7 +149,34 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
 
 
+# How much of an invalid input a 422 repeats: enough to recognise it, never a megabyte back.
+ECHO_MAX = 200
+
+
+def _capped(value: Any) -> Any:
+    text = value if isinstance(value, str) else json.dumps(jsonable_encoder(value), default=str)
+    if len(text) <= ECHO_MAX:
+        return value
+    return f"{text[:ECHO_MAX]}… ({len(text)} characters)"
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 (each error's type, loc, msg and input), with the echoed input and message
+    capped at ``ECHO_MAX`` characters; a body that is not JSON at all is a bad request (400)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"detail": NOT_JSON}, status_code=status.HTTP_400_BAD_REQUEST)
+    detail = [
+        {"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": _capped(str(e.get("msg", ""))),
+         **({"input": _capped(e["input"])} if "input" in e else {})}
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 def install(app: FastAPI) -> None:
-    """Register the handler for every error ``to_http`` maps."""
+    """Register the handler for every error ``to_http`` maps, and for invalid requests."""
     for exc_type in HANDLED:
         app.add_exception_handler(exc_type, _handle)
+    app.add_exception_handler(RequestValidationError, _request_validation)

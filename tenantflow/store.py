@@ -44,18 +44,21 @@ from tenantflow.models import (
     ConnectionRead,
     Credential,
     Project,
+    ProjectEvent,
     ProjectStatus,
     ProvisioningStep,
     ProvisioningStepAttempt,
     StepStatus,
     utcnow,
 )
+from tenantflow.names import canonical_uuid
 
 P = Project.__table__  # type: ignore[attr-defined]
 S = ProvisioningStep.__table__  # type: ignore[attr-defined]
 A = ProvisioningStepAttempt.__table__  # type: ignore[attr-defined]
 C = Credential.__table__  # type: ignore[attr-defined]
 R = ConnectionRead.__table__  # type: ignore[attr-defined]
+E = ProjectEvent.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, order=True)
@@ -91,6 +94,15 @@ def _pending_steps(project_id: uuid.UUID, steps: Sequence[str]) -> list[dict[str
 class Created:
     project: Project
     created: bool
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """A project's events after some id, and its status read just before them: when ``events`` is
+    empty, ``status`` is the status after every event the reader has seen."""
+
+    status: str
+    events: list[ProjectEvent]
 
 
 @dataclass(frozen=True)
@@ -218,10 +230,9 @@ class Store:
     async def get_project_by_ref(self, ref: str) -> Project | None:
         """The tenant ``ref`` names: a project id, or a name (the live tenant holding it, else the
         most recently deleted one, whose row stays for audit)."""
-        try:
-            return await self.get_project(uuid.UUID(ref))
-        except ValueError:
-            pass
+        project_id = canonical_uuid(ref)
+        if project_id is not None:
+            return await self.get_project(project_id)
         live_first = case((P.c.status == ProjectStatus.DELETED, 1), else_=0)
         async with self._read() as conn:
             row = (
@@ -300,6 +311,37 @@ class Store:
             values["status_seq"] = seq
         async with self._write() as conn:
             await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
+
+    async def stalled_projects(self, *, updated_before: datetime, limit: int = 500) -> list[Project]:
+        """Tenants ``pending`` or ``deprovisioning`` since before ``updated_before``, oldest first:
+        the ones whose run may never have been started (the reconciler's candidates)."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(P)
+                    .where(P.c.status.in_([ProjectStatus.PENDING, ProjectStatus.DEPROVISIONING]),
+                           P.c.updated_at < updated_before)
+                    .order_by(P.c.updated_at).limit(limit)
+                )
+            ).mappings().all()
+        return [Project(**r) for r in rows]
+
+    # ------------------------------------------------------------ events
+    async def events_after(self, project_id: uuid.UUID, after: int, *, limit: int = 200) -> EventBatch:
+        """The project's events with an id above ``after``, oldest first, at most ``limit``.
+
+        The status is read first: every event of the change that set it has committed by then
+        (the triggers write both in one transaction), so an empty batch with a settled status
+        means the reader has seen everything up to that status."""
+        async with self._read() as conn:
+            status = (await conn.execute(select(P.c.status).where(P.c.id == project_id))).scalar_one()
+            rows = (
+                await conn.execute(
+                    select(E).where(E.c.project_id == project_id, E.c.id > after)
+                    .order_by(E.c.id).limit(limit)
+                )
+            ).mappings().all()
+        return EventBatch(status, [ProjectEvent(**r) for r in rows])
 
     # ------------------------------------------------------------ audit
     async def record_connection_read(self, project_id: uuid.UUID, *, actor: str, client: str | None) -> None:
