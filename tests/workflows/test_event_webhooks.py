@@ -7,13 +7,20 @@ which runs the real worker of ``worker.py``."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
@@ -30,9 +37,20 @@ from tests.conftest import eventually
 from tests.e2e.test_project_provisioning import wait_status
 from tests.scripted import ScriptedSteps
 from tests.webhook_receiver import SECRET, Delivery, Receiver, dead_url
+from tests.workflows.replay import save
 from worker import WORKFLOWS
 from workflows.events import DeliverEventWorkflow
 from workflows.project import ProvisionProjectWorkflow
+
+RECORD = os.environ.get("TENANTFLOW_RECORD_HISTORIES") == "1"
+
+
+async def replays(scenario: str, history: WorkflowHistory) -> None:
+    """A fresh history replays on today's code; with ``TENANTFLOW_RECORD_HISTORIES=1`` it becomes the
+    scenario's fixture (``tests/workflows/replay.py``), replayed by every later change."""
+    await Replayer(workflows=WORKFLOWS).replay_workflow(history)
+    if RECORD:
+        save(scenario, history)
 
 
 @contextlib.asynccontextmanager
@@ -87,6 +105,8 @@ async def test_online_is_announced_once_signed_and_retried_after_a_500_under_the
             [event] = await eventually(lambda: taken_once_each(receiver), timeout=30)
             delivery_run = temporal_client.get_workflow_handle_for(DeliverEventWorkflow.run, event.id)
             report = await delivery_run.result()
+            await replays("project-online-announced", await handle.fetch_history())
+            await replays("event-delivered-after-500", await delivery_run.fetch_history())
         first, second = receiver.deliveries  # nothing more came once the delivery run had ended
     assert [first.answered, second.answered] == [500, 204]
     # The run's second status write (provisioning, then online) is the event; every attempt carries its id.
@@ -125,7 +145,7 @@ async def test_failed_names_the_step_and_error_and_the_retry_then_announces_onli
     assert "failed_step" not in taken[1].json()["data"]
     # The run's history, events included, replays on today's code: the event ids and times are
     # derived deterministically in the workflow.
-    await Replayer(workflows=WORKFLOWS).replay_workflow(history)
+    await replays("project-retried-announced", history)
 
 
 async def test_a_failed_event_still_being_retried_survives_the_cancel_of_its_run(
@@ -157,8 +177,10 @@ async def test_a_receiver_that_answers_410_gets_one_request_and_its_delivery_run
             _, handle = await provision(deps, temporal_client, settings, tenant_name())
             assert (await handle.result())["status"] == "online"
             [refused] = await eventually(lambda: receiver.deliveries, timeout=30)
+            delivery_run = temporal_client.get_workflow_handle(refused.id)
             with pytest.raises(WorkflowFailureError) as failure:
-                await temporal_client.get_workflow_handle(refused.id).result()
+                await delivery_run.result()
+            await replays("event-refused-410", await delivery_run.fetch_history())
         assert len(receiver.deliveries) == 1
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "EventUndelivered"
