@@ -19,6 +19,7 @@ from activities.bulk import BulkActivities
 from activities.deps import Deps
 from activities.graph import GraphActivities
 from activities.keys import KeyActivities
+from activities.notify import NotifyActivities
 from activities.project import ProjectActivities
 from activities.services import ServiceActivities
 from activities.tenant_postgres import TenantPostgresActivities
@@ -28,6 +29,7 @@ from tenantflow.settings import Settings, get_settings
 from tenantflow.temporal import connect
 from workflows.bulk_retry import RetryFailedWorkflow
 from workflows.deprovision import DeprovisionProjectWorkflow, DeprovisionUserWorkflow
+from workflows.events import DeliverEventWorkflow
 from workflows.project import ProvisionProjectWorkflow
 from workflows.user import ProvisionUserWorkflow
 
@@ -37,6 +39,7 @@ WORKFLOWS: list[type] = [
     DeprovisionProjectWorkflow,
     DeprovisionUserWorkflow,
     RetryFailedWorkflow,
+    DeliverEventWorkflow,
 ]
 
 
@@ -49,6 +52,7 @@ def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
     keys = KeyActivities(deps)
     services = ServiceActivities(deps)
     verify = VerifyActivities(deps)
+    notify = NotifyActivities(deps)
     return [
         project.begin_provisioning,
         project.set_project_status,
@@ -71,6 +75,7 @@ def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
         keys.delete_api_keys,
         graph.drop_graph_database,
         tenant_pg.drop_tenant_database,
+        notify.deliver_event,
     ]
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tenantflow.standard_webhooks import MIN_SECRET_BYTES, decode_secret
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "dev", ""}
 
@@ -150,6 +154,40 @@ class Settings(BaseSettings):
         default=300, ge=1, description="Oldest/newest signed webhook timestamp accepted."
     )
 
+    # Completion webhooks: events tenantflow SENDS (the signup webhook above is one it receives).
+    event_webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Receivers of the completion events (tenant.online, tenant.failed, tenant.deleted): "
+        "http(s) URLs, comma-separated; not secrets (they are in Temporal history; the signature "
+        "authenticates). Empty: no events. A run sends to the URLs set when it started.",
+    )
+    event_webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Standard Webhooks signing secret of the completion events, whsec_<base64> "
+        "(required with event_webhook_urls; at least 24 bytes in production).",
+    )
+
+    @field_validator("event_webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment's form: "https://a/hook,https://b/hook"
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("event_webhook_urls")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"event webhook URL {url!r} is not an http(s) URL with a host")
+            if parts.username or parts.password:
+                raise ValueError(f"event webhook URL {url!r} carries credentials; they would end up "
+                                 "in Temporal history (the signature is the authentication)")
+        if len(set(urls)) != len(urls):
+            raise ValueError("an event webhook URL is listed twice (it would get every event twice)")
+        return urls
+
     step_retry_initial_interval_seconds: float | None = Field(
         default=None, gt=0,
         description="Replaces the step catalog's first retry delay (1 s) for every step (unset: the "
@@ -186,6 +224,7 @@ class Settings(BaseSettings):
                 value = getattr(self, name).get_secret_value()
                 if value.lower() in PLACEHOLDER_SECRETS or len(value) < 16:
                     raise ValueError(f"{name} must be set to a real secret in production")
+        self._check_event_webhooks()
         backend = self.graph_backend
         if backend is GraphBackend.NEO4J and not self.neo4j_uri:
             raise ValueError("graph_backend=neo4j needs TENANTFLOW_NEO4J_URI")
@@ -196,6 +235,21 @@ class Settings(BaseSettings):
         ):
             raise ValueError("graph_backend=aura needs TENANTFLOW_AURA_CLIENT_ID and _SECRET")
         return self
+
+    def _check_event_webhooks(self) -> None:
+        secret = self.event_webhook_secret.get_secret_value()
+        if self.event_webhook_urls and not secret:
+            raise ValueError("event_webhook_urls needs TENANTFLOW_EVENT_WEBHOOK_SECRET (whsec_<base64>)")
+        if not secret:
+            return
+        try:
+            key = decode_secret(secret)
+        except ValueError as exc:
+            raise ValueError(f"event_webhook_secret {exc}") from None
+        # Placeholders written as whsec_ are short ("whsec_changeme") or one byte repeated ("AAAA...").
+        if self.environment is Environment.PRODUCTION and (len(key) < MIN_SECRET_BYTES or len(set(key)) == 1):
+            raise ValueError(f"event_webhook_secret must be a real secret of at least {MIN_SECRET_BYTES} "
+                             "random bytes in production")
 
 
 @lru_cache
@@ -214,5 +268,7 @@ def to_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, list):  # the environment's comma-separated form
+            value = ",".join(value)
         env[f"{prefix}{name}".upper()] = str(value.value if isinstance(value, StrEnum) else value)
     return env

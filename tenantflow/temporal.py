@@ -55,6 +55,7 @@ async def _start(
             retry_initial_interval_seconds=settings.step_retry_initial_interval_seconds,
             heartbeat_timeout_seconds=settings.step_heartbeat_timeout_seconds,
             outage_budget_seconds=settings.step_outage_budget_seconds,
+            event_webhook_urls=list(settings.event_webhook_urls),
         ),
         id=workflow_id,
         task_queue=settings.task_queue,
