@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "dev", ""}
@@ -166,6 +167,57 @@ class Settings(BaseSettings):
     bulk_retry_pause_seconds: float = Field(
         default=5.0, ge=0, description="Bulk retry: pause between batches, so a fixed outage is not stormed."
     )
+
+    # Metrics and traces (README "Metrics and traces"): all off or unchanged by default.
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="A second Bearer token that opens GET /metrics and nothing else, for Prometheus "
+        "(empty: /metrics takes the API token only).",
+    )
+    worker_metrics_address: str = Field(
+        default="",
+        description="host:port where the worker serves the Temporal SDK's metrics at /metrics "
+        "(Prometheus text; empty: not served).",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318: the API and the worker "
+        "send workflow and activity spans to <url>/v1/traces (empty: no tracing).",
+    )
+    otel_service_name: str = Field(
+        default="tenantflow", min_length=1, description="service.name of the spans sent."
+    )
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464, 0.0.0.0:9464)")
+        return value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _collector_url(cls, value: str) -> str:
+        if value:
+            url = urlsplit(value)
+            if url.username or url.password:  # it is logged: credentials go in headers
+                raise ValueError("the collector URL must not hold credentials: set them in "
+                                 "OTEL_EXPORTER_OTLP_HEADERS")
+            if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+                raise ValueError(f"{value!r} is not an http(s):// collector base URL "
+                                 "(e.g. http://127.0.0.1:4318)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_metrics_token(self) -> Settings:
+        token = self.metrics_token.get_secret_value()
+        if token and self.environment is Environment.PRODUCTION and (
+            token.lower() in PLACEHOLDER_SECRETS or len(token) < 16
+        ):
+            raise ValueError("metrics_token must be empty or a real secret in production")
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
