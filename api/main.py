@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, metrics
 from api.routes import bulk, health, projects, users, webhooks
 from tenantflow.credentials import CredentialStore
 from tenantflow.crypto import Keyring
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    metrics.install(app)
     for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
         app.include_router(router)
     return app
