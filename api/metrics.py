@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -40,7 +40,8 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
-from sqlalchemy import and_, func, select
+from sqlalchemy import Float, Select, case, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -154,26 +155,44 @@ class MirrorSnapshot:
     running: dict[str, int]  # step -> attempts started and not finished
 
 
+# width_bucket(x, thresholds) counts the thresholds <= x. Given the negated bounds, it counts the
+# bounds >= a duration: Prometheus' ``le``, a duration equal to a bound included in its bucket.
+_NEGATED_BOUNDS = sorted(-bound for bound in STEP_BUCKETS)
+
+
+def attempts_statement() -> Select[Any]:
+    """Attempts grouped by step, outcome and how many bucket bounds their duration is within; an
+    unfinished attempt has no duration (NULL bucket). One pass over the table, one row per group."""
+    seconds = case((A.c.finished_at.is_not(None),
+                    func.greatest(func.date_part("epoch", A.c.finished_at - A.c.started_at), 0.0)))
+    within = func.width_bucket(-seconds, literal(_NEGATED_BOUNDS, ARRAY(Float)))
+    return (select(A.c.step_name, A.c.outcome, within, func.count(), func.coalesce(func.sum(seconds), 0.0))
+            .group_by(A.c.step_name, A.c.outcome, within))
+
+
 async def read_mirror(engine: AsyncEngine) -> MirrorSnapshot:
-    """Two aggregate queries: tenants by status and kind, attempts by step and outcome."""
-    seconds = func.greatest(func.extract("epoch", A.c.finished_at - A.c.started_at), 0)
-    finished = A.c.finished_at.is_not(None)
-    attempts_query = select(
-        A.c.step_name, A.c.outcome, func.count(),
-        func.coalesce(func.sum(seconds), 0),
-        *[func.count().filter(and_(finished, seconds <= bound)) for bound in STEP_BUCKETS],
-    ).group_by(A.c.step_name, A.c.outcome)
+    """Two aggregate queries: tenants by status and kind, attempts by step, outcome and bucket."""
     tenants_query = select(P.c.status, P.c.kind, func.count()).group_by(P.c.status, P.c.kind)
     async with engine.connect() as conn:
         tenant_rows = (await conn.execute(tenants_query)).all()
-        attempt_rows = (await conn.execute(attempts_query)).all()
-    attempts, running = [], {}
-    for step, outcome, count, total, *at_most in attempt_rows:
-        if outcome is None:  # still running (closed later, with an outcome)
-            running[step] = count
+        attempt_rows = (await conn.execute(attempts_statement())).all()
+    finished: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
+    running: dict[str, int] = {}
+    for step, outcome, within, count, seconds in attempt_rows:
+        if within is None:  # still running: closed later, with an outcome and a duration
+            running[step] = running.get(step, 0) + count
         else:
-            attempts.append(StepAttempts(step, outcome, count, float(total), tuple(at_most)))
+            finished.setdefault((step, outcome), []).append((within, count, seconds))
+    attempts = [_cumulate(step, outcome, groups) for (step, outcome), groups in finished.items()]
     return MirrorSnapshot({(s, k): n for s, k, n in tenant_rows}, attempts, running)
+
+
+def _cumulate(step: str, outcome: str, groups: list[tuple[int, int, float]]) -> StepAttempts:
+    """Bucket ``i`` (bound ``STEP_BUCKETS[i]``) holds the groups within at least ``N - i`` bounds."""
+    n = len(STEP_BUCKETS)
+    at_most = tuple(sum(count for within, count, _ in groups if within >= n - i) for i in range(n))
+    return StepAttempts(step, outcome, sum(c for _, c, _ in groups), float(sum(s for _, _, s in groups)),
+                        at_most)
 
 
 def mirror_families(snapshot: MirrorSnapshot) -> Iterator[Metric]:

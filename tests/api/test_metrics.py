@@ -23,7 +23,9 @@ from prometheus_client.registry import CollectorRegistry
 from starlette.staticfiles import StaticFiles
 
 from activities.deps import Deps
+from api.main import create_app
 from api.metrics import STEP_BUCKETS, RequestTimer
+from standins.server import ThreadedServer
 from tenantflow.catalog import PROJECT_STEP_NAMES, AttemptOutcome, ProjectKind, ProjectStatus, StepName
 from tenantflow.errors import ServiceRejected
 from tenantflow.settings import Settings
@@ -143,7 +145,7 @@ async def test_step_durations_fall_into_their_buckets(api: httpx.AsyncClient, de
     project = created.project
     before = await scrape(api)
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value()) as conn:
-        for attempt, seconds in enumerate([0.3, 4.0, 90.0, None], start=1):
+        for attempt, seconds in enumerate([0.3, 4.0, 5.0, 90.0, None], start=1):
             await conn.execute(
                 "INSERT INTO provisioning_step_attempts (project_id, step_name, generation, attempt,"
                 " started_at, finished_at, outcome) VALUES (%s, %s, 0, %s, now(), now() + %s, %s)",
@@ -157,11 +159,12 @@ async def test_step_durations_fall_into_their_buckets(api: httpx.AsyncClient, de
         return value(after, name, **labels, **extra) - value(before, name, **labels, **extra)
 
     assert [delta("tenantflow_step_duration_seconds_bucket", le=le) for le in
-            ("0.25", "0.5", "2.5", "5.0", "60.0", "120.0", "3600.0", "+Inf")] == [0, 1, 1, 2, 2, 3, 3, 3]
-    assert delta("tenantflow_step_duration_seconds_count") == 3
-    assert delta("tenantflow_step_duration_seconds_sum") == pytest.approx(94.3)
-    assert delta("tenantflow_step_attempts_total") == 3
-    # The fourth attempt has not finished: it is running, not counted among the finished.
+            ("0.25", "0.5", "2.5", "5.0", "60.0", "120.0", "3600.0", "+Inf")] == [0, 1, 1, 3, 3, 4, 4, 4]
+    assert delta("tenantflow_step_duration_seconds_count") == 4
+    assert delta("tenantflow_step_duration_seconds_sum") == pytest.approx(99.3)
+    assert delta("tenantflow_step_attempts_total") == 4
+    # (5.0 s is within le="5.0": upper bounds are inclusive.) The fifth attempt has not finished:
+    # it is running, not counted among the finished.
     running = (value(after, "tenantflow_step_attempts_running", step=step)
                - value(before, "tenantflow_step_attempts_running", step=step))
     assert running == 1
@@ -223,6 +226,25 @@ async def test_each_app_counts_its_own_requests(settings: Settings) -> None:
     healthz = {"method": "GET", "route": "/healthz", "status": "200"}
     assert value(first_samples, "tenantflow_http_request_duration_seconds_count", **healthz) == 3
     assert value(second_samples, "tenantflow_http_request_duration_seconds_count", **healthz) == 0
+
+
+async def test_an_event_stream_counts_the_time_to_its_start_not_its_life(
+    settings: Settings, script: ScriptedSteps, tenant_name: Callable[[], str]
+) -> None:
+    gate = script.hold(StepName.CREATE_TENANT_SCHEMA)
+    with ThreadedServer(create_app(settings)) as server:  # over HTTP, so the response streams
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=30) as client:
+            pid = (await client.post("/v1/projects", json={"name": tenant_name()})).json()["id"]
+            started = time.monotonic()
+            asyncio.get_running_loop().call_later(1.0, gate.set)  # the run goes on a second later
+            async with client.stream("GET", f"/v1/projects/{pid}/events") as response:
+                body = "".join([line async for line in response.aiter_lines()])
+            lasted = time.monotonic() - started
+            samples = await scrape(client)
+    assert "event: end" in body and lasted >= 1.0
+    labels = {"method": "GET", "route": "/v1/projects/{ref}/events", "status": "200"}
+    assert value(samples, "tenantflow_http_request_duration_seconds_count", **labels) == 1
+    assert value(samples, "tenantflow_http_request_duration_seconds_sum", **labels) < 0.5
 
 
 # The middleware alone, on small apps: a stream, a mount, an exception.
