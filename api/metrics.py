@@ -3,12 +3,14 @@
 Two sources, read differently:
 
 - Request latency, measured in this process by ``RequestTimer``, a pure ASGI middleware (Starlette's
-  ``BaseHTTPMiddleware`` would buffer streaming responses such as the event stream). It times a
-  request up to the start of its response, so a stream that stays open for minutes counts as
-  the time it took to start, and labels it with the route's template (``/v1/projects/{ref}``),
-  never the raw path: the number of series stays bounded whatever clients send.
+  ``BaseHTTPMiddleware`` runs the response body through a stream and task group of its own, known
+  to break long streaming responses such as the event stream). It times a request up to the start
+  of its response, so a stream that stays open for minutes counts as the time it took to start,
+  and labels it with the route's template (``/v1/projects/{ref}``), never the raw path: the number
+  of series stays bounded whatever clients send.
 - Tenants and step attempts, read from the mirror tables at scrape time, aggregated in SQL (two
-  queries). ``provisioning_step_attempts`` is append-only and each row is closed once, so its
+  queries, one pass over each table). ``provisioning_step_attempts`` is append-only and each row
+  is closed once, so its
   counts only grow: they are counters and histograms that hold across any number of API
   processes and workers, and a restart loses nothing.
 

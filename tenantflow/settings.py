@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     Required values have no default. Secrets are ``SecretStr`` and never logged.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error never quotes what was given (it may be a secret).
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = Field(
         default=Environment.DEV,
@@ -184,6 +187,11 @@ class Settings(BaseSettings):
         description="OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318: the API and the worker "
         "send workflow and activity spans to <url>/v1/traces (empty: no tracing).",
     )
+    otel_exporter_otlp_headers: SecretStr = Field(
+        default=SecretStr(""),
+        description="Headers sent with every span export, 'key=value[,key=value...]' (values "
+        "URL-encoded), e.g. the collector's API key (empty: none).",
+    )
     otel_service_name: str = Field(
         default="tenantflow", min_length=1, description="service.name of the spans sent."
     )
@@ -204,11 +212,17 @@ class Settings(BaseSettings):
             url = urlsplit(value)
             if url.username or url.password:  # it is logged: credentials go in headers
                 raise ValueError("the collector URL must not hold credentials: set them in "
-                                 "OTEL_EXPORTER_OTLP_HEADERS")
+                                 "TENANTFLOW_OTEL_EXPORTER_OTLP_HEADERS")
             if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
                 raise ValueError(f"{value!r} is not an http(s):// collector base URL "
                                  "(e.g. http://127.0.0.1:4318)")
         return value.rstrip("/")
+
+    @field_validator("otel_exporter_otlp_headers")
+    @classmethod
+    def _headers(cls, value: SecretStr) -> SecretStr:
+        otlp_headers(value)  # its message names an entry's position, never a value
+        return value
 
     @model_validator(mode="after")
     def _check_metrics_token(self) -> Settings:
@@ -236,6 +250,21 @@ class Settings(BaseSettings):
         ):
             raise ValueError("graph_backend=aura needs TENANTFLOW_AURA_CLIENT_ID and _SECRET")
         return self
+
+
+def otlp_headers(value: SecretStr) -> dict[str, str]:
+    """``otel_exporter_otlp_headers`` as a dict (the OTLP exporters' ``key=value,...`` format).
+
+    Raises:
+        ValueError: an entry without ``=`` or a name (the message never holds a value).
+    """
+    headers: dict[str, str] = {}
+    for i, entry in enumerate(filter(None, (e.strip() for e in value.get_secret_value().split(","))), 1):
+        key, eq, raw = entry.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"header {i} is not key=value")
+        headers[key.strip()] = unquote(raw.strip())
+    return headers
 
 
 @lru_cache

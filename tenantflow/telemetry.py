@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from tenantflow.settings import Settings
+from tenantflow.settings import Settings, otlp_headers
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -58,14 +58,15 @@ def tracing_interceptors(settings: Settings) -> list[Interceptor]:
         return []
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
-    provider = _tracer_provider(settings.otel_exporter_otlp_endpoint, settings.otel_service_name)
+    provider = _tracer_provider(settings.otel_exporter_otlp_endpoint, settings.otel_service_name,
+                                otlp_headers(settings.otel_exporter_otlp_headers))
     # Workflow spans even for runs started without a traced client (the Temporal CLI, the Web UI,
     # an API without tracing): every run of a traced worker shows up.
     return [TracingInterceptor(provider.get_tracer(__name__), always_create_workflow_spans=True)]
 
 
-def _tracer_provider(endpoint: str, service_name: str) -> TracerProvider:
-    key = (endpoint, service_name)
+def _tracer_provider(endpoint: str, service_name: str, headers: dict[str, str]) -> TracerProvider:
+    key = (endpoint, service_name, tuple(sorted(headers.items())))
     if key not in _tracer_providers:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -74,12 +75,13 @@ def _tracer_provider(endpoint: str, service_name: str) -> TracerProvider:
 
         # The provider flushes and stops its exporter at interpreter exit (shutdown_on_exit).
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint + TRACES_PATH)))
+        exporter = OTLPSpanExporter(endpoint=endpoint + TRACES_PATH, headers=headers)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         _tracer_providers[key] = provider
     return _tracer_providers[key]
 
 
-_tracer_providers: dict[tuple[str, str], TracerProvider] = {}
+_tracer_providers: dict[tuple[str, str, tuple[tuple[str, str], ...]], TracerProvider] = {}
 
 
 def flush_spans(*, timeout_seconds: float = 5.0) -> bool:

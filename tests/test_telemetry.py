@@ -57,6 +57,7 @@ class OtlpReceiver:
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.headers: list[dict[str, str]] = []  # of each export request
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,6 +68,7 @@ class OtlpReceiver:
                 if self.path != "/v1/traces":
                     self.send_error(404)
                     return
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                 receiver.take(ExportTraceServiceRequest.FromString(body))
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
@@ -169,7 +171,8 @@ def test_a_bad_worker_metrics_address_is_refused(make_settings: Callable[..., Se
 async def test_runs_started_through_the_api_are_traced_into_workflows_and_activities(
     make_settings: Callable[..., Settings], deps: Deps, otlp: OtlpReceiver, tenant_name: Callable[[], str],
 ) -> None:
-    settings = make_settings(otel_exporter_otlp_endpoint=otlp.url, otel_service_name="tenantflow-test")
+    settings = make_settings(otel_exporter_otlp_endpoint=otlp.url, otel_service_name="tenantflow-test",
+                             otel_exporter_otlp_headers="x-api-key=collector%20key, x-scope = tf")
     worker_client = await connect(settings)
     assert [type(i).__name__ for i in worker_client.config()["interceptors"]] == ["TracingInterceptor"]
     async with scripted_worker(worker_client, settings, deps), open_api(settings, headers=AUTH) as api:
@@ -186,6 +189,8 @@ async def test_runs_started_through_the_api_are_traced_into_workflows_and_activi
     # One trace, from the API's request to the last activity, under the configured service name.
     assert len({s.trace_id for s in spans}) == 1
     assert {s.service for s in spans} == {"tenantflow-test"}
+    # The collector's headers (its API key) came with every export.
+    assert {(h["x-api-key"], h["x-scope"]) for h in otlp.headers} == {("collector key", "tf")}
 
 
 async def test_without_an_endpoint_nothing_is_traced_or_even_imported(settings: Settings) -> None:
@@ -218,6 +223,14 @@ def test_a_bad_collector_url_is_refused(make_settings: Callable[..., Settings], 
                                         message: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
         make_settings(otel_exporter_otlp_endpoint=url)
+
+
+def test_malformed_collector_headers_are_refused_without_quoting_them(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with pytest.raises(ValidationError, match="header 2 is not key=value") as raised:
+        make_settings(otel_exporter_otlp_headers="x-api-key=k1,sk-live-0123456789")
+    assert "sk-live" not in str(raised.value) and "k1" not in str(raised.value)
 
 
 def test_the_collector_url_is_a_base_url(make_settings: Callable[..., Settings]) -> None:
