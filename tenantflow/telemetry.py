@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from tenantflow.errors import ConfigurationError
 from tenantflow.settings import Settings, otlp_headers
 
 if TYPE_CHECKING:
@@ -39,10 +40,19 @@ def worker_runtime(settings: Settings) -> Runtime | None:
     """The Temporal runtime that serves the SDK's metrics, or None when they are off.
 
     The same runtime for the same address, however often it is asked for (see the module docstring).
+
+    Raises:
+        ConfigurationError: the address cannot be listened on (in use, or not this machine's).
     """
     if not settings.worker_metrics_address:
         return None
-    return _prometheus_runtime(settings.worker_metrics_address)
+    try:
+        return _prometheus_runtime(settings.worker_metrics_address)
+    except ValueError as exc:  # the SDK's only report of a port in use or an unknown host
+        raise ConfigurationError(
+            f"cannot serve the worker's metrics on {settings.worker_metrics_address} "
+            f"(TENANTFLOW_WORKER_METRICS_ADDRESS): {exc}"
+        ) from exc
 
 
 @functools.cache

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ from activities.project import ProjectActivities
 from devstack.ports import free_port
 from tenantflow import telemetry
 from tenantflow.catalog import PROJECT_STEP_NAMES, ProjectKind
+from tenantflow.errors import ConfigurationError
 from tenantflow.settings import Settings, to_env
 from tenantflow.temporal import connect, start_provisioning
 from tests.api.conftest import AUTH, open_api
@@ -153,6 +155,17 @@ async def test_a_client_with_the_worker_runtime_serves_temporal_sdk_metrics(
     for step in PROJECT_STEP_NAMES:
         assert total(found, "temporal_activity_execution_latency_count", task_queue=settings.task_queue,
                      activity_type=step) == 1, step
+
+
+def test_an_address_in_use_is_a_configuration_error_naming_the_setting(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(ConfigurationError, match="TENANTFLOW_WORKER_METRICS_ADDRESS.*in use"):
+            telemetry.worker_runtime(make_settings(worker_metrics_address=address))
 
 
 def test_without_an_address_the_worker_uses_the_default_runtime(settings: Settings) -> None:
