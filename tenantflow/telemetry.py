@@ -57,8 +57,8 @@ def worker_runtime(settings: Settings) -> Runtime | None:
 
 @functools.cache
 def _prometheus_runtime(bind_address: str) -> Runtime:
-    # Temporal's own metric names and units (durations in milliseconds), as Temporal's SDK
-    # dashboards expect them.
+    # Temporal's own metric names, labels and units (durations in milliseconds), as Temporal
+    # documents its SDK metrics: no renaming here.
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
