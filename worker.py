@@ -24,6 +24,7 @@ from activities.project import ProjectActivities
 from activities.services import ServiceActivities
 from activities.tenant_postgres import TenantPostgresActivities
 from activities.verify import VerifyActivities
+from tenantflow import telemetry
 from tenantflow.reconcile import Reconciler
 from tenantflow.settings import Settings, get_settings
 from tenantflow.temporal import connect
@@ -97,7 +98,11 @@ async def main() -> None:
     logging.getLogger("neo4j").setLevel(logging.INFO)
     settings = get_settings()
     deps = Deps.from_settings(settings)
-    client = await connect(settings)
+    client = await connect(settings, runtime=telemetry.worker_runtime(settings))
+    if settings.worker_metrics_address:
+        logging.info("Temporal SDK metrics at http://%s/metrics", settings.worker_metrics_address)
+    if settings.otel_exporter_otlp_endpoint:
+        logging.info("tracing runs to %s", settings.otel_exporter_otlp_endpoint)
     worker = build_worker(client, settings, deps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     Required values have no default. Secrets are ``SecretStr`` and never logged.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error never quotes what was given (it may be a secret).
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = Field(
         default=Environment.DEV,
@@ -217,6 +220,68 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="Bulk retry: pause between batches, so a fixed outage is not stormed."
     )
 
+    # Metrics and traces (README "Metrics and traces"): all off or unchanged by default.
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="A second Bearer token that opens GET /metrics and nothing else, for Prometheus "
+        "(empty: /metrics takes the API token only).",
+    )
+    worker_metrics_address: str = Field(
+        default="",
+        description="host:port where the worker serves the Temporal SDK's metrics at /metrics "
+        "(Prometheus text; empty: not served).",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318: the API and the worker "
+        "send workflow and activity spans to <url>/v1/traces (empty: no tracing).",
+    )
+    otel_exporter_otlp_headers: SecretStr = Field(
+        default=SecretStr(""),
+        description="Headers sent with every span export, 'key=value[,key=value...]' (values "
+        "URL-encoded), e.g. the collector's API key (empty: none).",
+    )
+    otel_service_name: str = Field(
+        default="tenantflow", min_length=1, description="service.name of the spans sent."
+    )
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464, 0.0.0.0:9464)")
+        return value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _collector_url(cls, value: str) -> str:
+        if value:
+            url = urlsplit(value)
+            if url.username or url.password:  # it is logged: credentials go in headers
+                raise ValueError("the collector URL must not hold credentials: set them in "
+                                 "TENANTFLOW_OTEL_EXPORTER_OTLP_HEADERS")
+            if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+                raise ValueError(f"{value!r} is not an http(s):// collector base URL "
+                                 "(e.g. http://127.0.0.1:4318)")
+        return value.rstrip("/")
+
+    @field_validator("otel_exporter_otlp_headers")
+    @classmethod
+    def _headers(cls, value: SecretStr) -> SecretStr:
+        otlp_headers(value)  # its message names an entry's position, never a value
+        return value
+
+    @model_validator(mode="after")
+    def _check_metrics_token(self) -> Settings:
+        token = self.metrics_token.get_secret_value()
+        if token and self.environment is Environment.PRODUCTION and (
+            token.lower() in PLACEHOLDER_SECRETS or len(token) < 16
+        ):
+            raise ValueError("metrics_token must be empty or a real secret in production")
+        return self
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.environment is Environment.PRODUCTION:
@@ -250,6 +315,21 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION and (len(key) < MIN_SECRET_BYTES or len(set(key)) == 1):
             raise ValueError(f"event_webhook_secret must be a real secret of at least {MIN_SECRET_BYTES} "
                              "random bytes in production")
+
+
+def otlp_headers(value: SecretStr) -> dict[str, str]:
+    """``otel_exporter_otlp_headers`` as a dict (the OTLP exporters' ``key=value,...`` format).
+
+    Raises:
+        ValueError: an entry without ``=`` or a name (the message never holds a value).
+    """
+    headers: dict[str, str] = {}
+    for i, entry in enumerate(filter(None, (e.strip() for e in value.get_secret_value().split(","))), 1):
+        key, eq, raw = entry.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"header {i} is not key=value")
+        headers[key.strip()] = unquote(raw.strip())
+    return headers
 
 
 @lru_cache
