@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     aura_poll_timeout_seconds: float = Field(
         default=300.0, gt=0, description="aura: give up waiting for 'running' after this."
     )
+    aura_rate_limit_requests: int = Field(
+        default=125, ge=1,
+        description="aura: API requests the account allows per window, polling included (125 on paid "
+        "tiers, 25 on Free and trials); every worker shares this budget.",
+    )
+    aura_rate_limit_window_seconds: float = Field(
+        default=60.0, gt=0, description="aura: the rate limit's window."
+    )
     aura_request_timeout_seconds: float = Field(default=30.0, gt=0, description="aura: HTTP timeout.")
 
     auth_service_url: str = Field(
