@@ -22,10 +22,8 @@ from typing import Any
 
 from cli.client import ApiClient, project_path
 from cli.errors import CliError, Unavailable, Unreachable
+from tenantflow.catalog import EventKind
 
-END = "end"  # the last event of a stream
-STEP = "step"
-STATUS = "status"
 RECONNECT_DELAY = 1.0  # seconds before reconnecting, unless the server sent ``retry:``
 MAX_RECONNECT_DELAY = 10.0
 MAX_FAILURES = 5  # attempts in a row that bring no event before ``follow`` gives up
@@ -133,7 +131,7 @@ async def follow(
                         continue
                     failures = 0
                     yield event
-                    if event.event == END:
+                    if event.event == EventKind.END:
                         return
         except (Unreachable, Unavailable) as exc:
             error = exc

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from cli.client import DEFAULT_API_URL, TOKEN_HINT, ApiClient
 from cli.errors import EXIT_CODE_HELP, CliError, ExitCode, TenantFailed, TimedOut, UsageError
-from cli.events import END, follow
+from cli.events import follow
 from cli.render import (
     RunView,
     failed_step,
@@ -35,15 +35,14 @@ from cli.render import (
     project_header,
     project_steps,
     projects_table,
-    seconds,
+    show,
     stamped,
     status_line,
     step_line,
-    steps_table,
+    steps_by_run,
 )
-from tenantflow.catalog import ProjectKind, ProjectStatus, RunKind, StepName
+from tenantflow.catalog import EventKind, ProjectKind, ProjectStatus, RunKind, StepName
 
-SETTLED = frozenset({ProjectStatus.ONLINE, ProjectStatus.FAILED, ProjectStatus.DELETED})
 GOING_AWAY = frozenset({ProjectStatus.DEPROVISIONING, ProjectStatus.DELETED})
 DEFAULT_WAIT_TIMEOUT = 300.0
 RETRY_FAILED_POLL_SECONDS = 1.0
@@ -154,7 +153,7 @@ async def _watch(opts: Options, client: ApiClient, project_id: str, view: RunVie
         async with contextlib.aclosing(follow(client, project_id)) as events:
             async for event in events:
                 data = event.json()
-                if event.event == END:
+                if event.event == EventKind.END:
                     view.finish(data["status"])
                     return str(data["status"])
                 changed = view.apply(event.event, data)
@@ -170,7 +169,7 @@ def _live(opts: Options) -> bool:
 def _plain(opts: Options, view: RunView, event: str, changed: Any, data: dict[str, Any]) -> None:
     if changed is not None:
         opts.out.print(stamped(step_line(changed), data.get("at")), soft_wrap=True)
-    elif event == "status":
+    elif event == EventKind.STATUS:
         opts.out.print(stamped(status_line(view.name, data["status"]), data.get("at")), soft_wrap=True)
 
 
@@ -182,9 +181,8 @@ async def _settle(
         print_json(detail)
     if final == expect:
         if not opts.json:
-            took = seconds(sum(s.duration() or 0.0 for s in view.steps.values()))
             opts.out.print(Text.assemble(("✔ " if opts.out.is_terminal else "", "green"),
-                                         f"{view.name} is {final} ({view.done} steps, {took} in steps)"))
+                                         f"{view.name} is {final} ({view.progress()})"), soft_wrap=True)
         return ExitCode.OK
     step = failed_step(s for s in project_steps(detail) if s.run_kind == view.run_kind)
     if final == ProjectStatus.FAILED and step is not None:
@@ -274,7 +272,7 @@ def list_(
         elif not items:
             opts.err.print("no tenants match")
         else:
-            opts.out.print(projects_table(items))
+            show(opts.out, projects_table(items))
             if page["next_cursor"]:
                 opts.err.print(f"(first {len(items)} shown; --all for every page)")
         return None
@@ -296,9 +294,9 @@ def status(
         if opts.json:
             print_json(project)
         else:
-            opts.out.print(project_header(project))
+            show(opts.out, project_header(project))
             opts.out.print()
-            opts.out.print(steps_table(project_steps(project)))
+            show(opts.out, steps_by_run(project_steps(project)))
         step = failed_step(project_steps(project))
         if project["status"] == ProjectStatus.FAILED and step is not None:
             raise TenantFailed(f"{project['name']} failed at {step.name}: {step.error_message}")

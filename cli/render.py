@@ -20,20 +20,22 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from tenantflow.catalog import EventKind, ProjectStatus, RunKind, StepStatus
+
 # Wide enough that piped tables are not folded; a terminal's own width wins.
 PIPE_WIDTH = 200
 STEP_STYLE: dict[str, tuple[str, str]] = {  # status -> (icon, style)
-    "pending": ("·", "dim"),
-    "running": ("", "cyan"),  # a spinner
-    "success": ("✔", "green"),
-    "skipped": ("–", "green"),
-    "failed": ("✖", "bold red"),
+    StepStatus.PENDING: ("·", "dim"),
+    StepStatus.RUNNING: ("", "cyan"),  # a spinner
+    StepStatus.SUCCESS: ("✔", "green"),
+    StepStatus.SKIPPED: ("–", "green"),
+    StepStatus.FAILED: ("✖", "bold red"),
 }
 PROJECT_STYLE: dict[str, str] = {
-    "pending": "dim", "provisioning": "cyan", "online": "bold green", "failed": "bold red",
-    "deprovisioning": "magenta", "deleted": "dim",
+    ProjectStatus.PENDING: "dim", ProjectStatus.PROVISIONING: "cyan", ProjectStatus.ONLINE: "bold green",
+    ProjectStatus.FAILED: "bold red", ProjectStatus.DEPROVISIONING: "magenta", ProjectStatus.DELETED: "dim",
 }
-DONE = frozenset({"success", "skipped"})
+DONE = frozenset({StepStatus.SUCCESS, StepStatus.SKIPPED})
 
 
 def make_console(*, stderr: bool = False) -> Console:
@@ -41,6 +43,17 @@ def make_console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else PIPE_WIDTH
     return Console(stderr=stderr, highlight=False, width=width, soft_wrap=width is not None)
+
+
+def show(console: Console, renderable: RenderableType) -> None:
+    """Print a table: as drawn on a terminal; elsewhere without the cells' trailing padding, so
+    piped lines end where their text does."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
 
 
 def print_json(data: Any) -> None:
@@ -86,7 +99,7 @@ class StepView:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepView:
         return cls(
-            name=data.get("name") or data["step"], run_kind=data.get("run_kind", "provision"),
+            name=data.get("name") or data["step"], run_kind=data.get("run_kind", RunKind.PROVISION),
             status=data["status"], attempt=data.get("attempt", 0), retry_count=data.get("retry_count", 0),
             started_at=parse_time(data.get("started_at")), completed_at=parse_time(data.get("completed_at")),
             error_message=data.get("error_message"),
@@ -96,20 +109,20 @@ class StepView:
         """Seconds from start to completion (to ``now`` while it runs)."""
         if self.started_at is None:
             return None
-        end = self.completed_at or (now if self.status == "running" else None)
+        end = self.completed_at or (now if self.status == StepStatus.RUNNING else None)
         return max((end - self.started_at).total_seconds(), 0.0) if end else None
 
 
 def step_icon(status: str) -> RenderableType:
     icon, style = STEP_STYLE.get(status, ("?", ""))
-    return Spinner("dots", style=style) if status == "running" else Text(icon, style=style)
+    return Spinner("dots", style=style) if status == StepStatus.RUNNING else Text(icon, style=style)
 
 
 def step_row(step: StepView, *, now: datetime) -> list[RenderableType]:
     """icon, name, status, attempt, duration, last error."""
     _, style = STEP_STYLE.get(step.status, ("?", ""))
     attempt = f"attempt {step.attempt}" if step.attempt > 1 else ""
-    error = Text(step.error_message or "", style="red" if step.status == "failed" else "yellow")
+    error = Text(step.error_message or "", style="red" if step.status == StepStatus.FAILED else "yellow")
     return [step_icon(step.status), Text(step.name), Text(step.status, style=style),
             Text(attempt, style="dim"), Text(seconds(step.duration(now)), style="dim"), error]
 
@@ -127,6 +140,20 @@ def steps_table(steps: Iterable[StepView], *, now: datetime | None = None) -> Ta
     for step in steps:
         table.add_row(*step_row(step, now=moment))
     return table
+
+
+def steps_by_run(steps: Iterable[StepView]) -> RenderableType:
+    """``status``: the steps, under a heading per run once a teardown has begun."""
+    runs: dict[str, list[StepView]] = {}
+    for step in steps:
+        runs.setdefault(step.run_kind, []).append(step)
+    if len(runs) < 2:
+        return steps_table(next(iter(runs.values()), []))
+    titles: dict[str, str] = {RunKind.PROVISION: "provisioning", RunKind.DEPROVISION: "teardown"}
+    parts: list[RenderableType] = []
+    for kind, rows in runs.items():
+        parts += [Text(titles.get(kind, kind), style="bold"), steps_table(rows), Text("")]
+    return Group(*parts[:-1])
 
 
 def project_status_text(status: str) -> Text:
@@ -167,7 +194,7 @@ def project_steps(project: dict[str, Any]) -> list[StepView]:
 
 
 def failed_step(steps: Iterable[StepView]) -> StepView | None:
-    return next((s for s in steps if s.status == "failed"), None)
+    return next((s for s in steps if s.status == StepStatus.FAILED), None)
 
 
 class RunView:
@@ -190,10 +217,10 @@ class RunView:
 
     def apply(self, event: str, data: dict[str, Any]) -> StepView | None:
         """Take one ``step`` or ``status`` event; return the step it changed (None otherwise)."""
-        if event == "status":
+        if event == EventKind.STATUS:
             self.status = data["status"]
             return None
-        if event != "step" or data.get("run_kind", self.run_kind) != self.run_kind:
+        if event != EventKind.STEP or data.get("run_kind", self.run_kind) != self.run_kind:
             return None
         step = StepView.from_json(data)
         self.steps[step.name] = step
@@ -206,12 +233,16 @@ class RunView:
     def done(self) -> int:
         return sum(1 for s in self.steps.values() if s.status in DONE)
 
+    def elapsed(self) -> float:
+        """Seconds since the view was made (when the command started waiting)."""
+        return (datetime.now(UTC) - self.started).total_seconds()
+
+    def progress(self) -> str:
+        return f"{self.done}/{len(self.steps)} steps done in {seconds(self.elapsed())}"
+
     def headline(self) -> Text:
-        elapsed = seconds((datetime.now(UTC) - self.started).total_seconds())
-        return Text.assemble(
-            (self.name, "bold"), "  ", project_status_text(self.status),
-            (f"  {self.done}/{len(self.steps)} steps done  {elapsed}", "dim"),
-        )
+        return Text.assemble((self.name, "bold"), "  ", project_status_text(self.status),
+                             (f"  {self.progress()}", "dim"))
 
     def __rich__(self) -> RenderableType:
         return Group(self.headline(), steps_table(self.steps.values()))
@@ -220,7 +251,7 @@ class RunView:
 def step_line(step: StepView) -> str:
     """A ``step`` event as one plain line (no colour, no icon): for pipes and logs."""
     parts = [f"{step.name:<28}", f"{step.status:<8}"]
-    if step.attempt:
+    if step.attempt > 1:
         parts.append(f"attempt {step.attempt}")
     if step.completed_at is not None:
         parts.append(seconds(step.duration()))
@@ -230,7 +261,8 @@ def step_line(step: StepView) -> str:
 
 
 def status_line(name: str, status: str) -> str:
-    return f"{name:<28}  {status}"
+    """A ``status`` event as one plain line."""
+    return f"tenant {name} is {status}"
 
 
 def stamped(line: str, at: str | None) -> str:
