@@ -75,6 +75,7 @@ class Options:
     json: bool
     out: Console = field(repr=False)
     err: Console = field(repr=False)
+    following: str | None = None  # the tenant --wait is following, for the Ctrl-C message
 
     def client(self) -> ApiClient:
         """A client of the API; a usage error without a token."""
@@ -119,8 +120,8 @@ def run(ctx: typer.Context, work: Work) -> None:
         opts.err.print(Text(f"tenantflow: {exc.message}", style="red"), soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        opts.err.print("tenantflow: interrupted (a run already started goes on; `tenantflow status REF "
-                       "--wait` follows it again)", soft_wrap=True)
+        again = f" (`tenantflow status {opts.following} --wait` follows it again)" if opts.following else ""
+        opts.err.print(f"tenantflow: interrupted; a run already started goes on{again}", soft_wrap=True)
         raise typer.Exit(ExitCode.STOPPED) from None
     raise typer.Exit(code or ExitCode.OK)
 
@@ -137,6 +138,7 @@ async def wait_for_run(
     """
     run_kind = RunKind.DEPROVISION if expect == ProjectStatus.DELETED else RunKind.PROVISION
     view = RunView(project, run_kind=run_kind)
+    opts.following = view.name
     try:
         async with asyncio.timeout(timeout):
             final = await _watch(opts, client, str(project["id"]), view)

@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -68,7 +69,8 @@ class Session:
 
 
 def in_terminal(
-    args: list[str], *, env: Mapping[str, str], answer: tuple[str, str] | None = None, timeout: float = 120.0,
+    args: list[str], *, env: Mapping[str, str], answer: tuple[str, str] | None = None,
+    interrupt_on: str | None = None, timeout: float = 120.0,
 ) -> Session:
     """Run ``tenantflow ARGS`` on a pty of ``COLUMNS`` x ``ROWS`` until it exits.
 
@@ -76,6 +78,7 @@ def in_terminal(
         args: the command line after ``tenantflow``.
         env: its environment (``cli_env``).
         answer: ``(prompt, reply)``: type ``reply`` once ``prompt`` has appeared.
+        interrupt_on: press Ctrl-C (SIGINT) once this text has appeared.
         timeout: kill it after this many seconds (the test then fails).
     """
     master, slave = os.openpty()
@@ -100,9 +103,13 @@ def in_terminal(
             if not chunk:
                 break
             output += chunk
-            if answer and answer[0] in output.decode(errors="replace"):
+            shown = output.decode(errors="replace")
+            if answer and answer[0] in shown:
                 os.write(master, answer[1].encode())
                 answer = None
+            if interrupt_on and interrupt_on in shown:
+                proc.send_signal(signal.SIGINT)  # the pty is not its controlling terminal: signal it
+                interrupt_on = None
     finally:
         os.close(master)
     return Session(args, proc.wait(timeout=10), output.decode(errors="replace"))
@@ -113,6 +120,16 @@ def piped(args: list[str], *, env: Mapping[str, str], stdin: str = "", timeout: 
     done = subprocess.run([str(TENANTFLOW), *args], input=stdin, capture_output=True, text=True,
                           env=dict(env), cwd=ROOT, timeout=timeout)
     return Session(args, done.returncode, done.stdout, done.stderr)
+
+
+def done_lines(screen: str, steps: tuple[str, ...]) -> dict[str, str]:
+    """Each step's line on the screen, for the steps shown as done (✔ success, – skipped)."""
+    found = {}
+    for step in steps:
+        line = re.search(rf"^(✔|–)\s+{step}\s+(success|skipped)\b.*$", screen, re.MULTILINE)
+        if line:
+            found[step] = line.group(0)
+    return found
 
 
 class Screen:

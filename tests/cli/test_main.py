@@ -16,20 +16,10 @@ from cli.errors import ExitCode
 from cli.main import app
 from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tests.cli.conftest import Cli
-from tests.cli.terminal import ANSI, cli_env, piped
+from tests.cli.terminal import ANSI, cli_env, done_lines, piped
 from tests.conftest import API_TOKEN
 
 STORAGE_STEP = "register_storage_service"
-
-
-def done_lines(screen: str, steps: tuple[str, ...]) -> dict[str, str]:
-    """Each step's line on the screen, for the steps shown as done (✔ success, – skipped)."""
-    found = {}
-    for step in steps:
-        line = re.search(rf"^(✔|–)\s+{step}\s+(success|skipped)\b.*$", screen, re.MULTILINE)
-        if line:
-            found[step] = line.group(0)
-    return found
 
 
 def step_block(screen: str, step: str) -> str:
@@ -134,7 +124,7 @@ async def test_a_failed_step_exits_1_with_the_step_and_error_until_a_retry_bring
     assert "HTTP 409: nothing to retry" in again.stderr or "not running" in again.stderr, again
 
 
-async def test_timed_out_waiting_exits_4_and_the_run_goes_on(
+async def test_timed_out_or_interrupted_waiting_exits_4_or_130_and_the_run_goes_on(
     cli: Cli, tenant_name: Callable[[], str]
 ) -> None:
     cli.fault(service="storage", kind="status", status=503, count=0, message="storage is down")
@@ -146,6 +136,14 @@ async def test_timed_out_waiting_exits_4_and_the_run_goes_on(
     # Retryable failures show while the step is retried: its attempts and the last error.
     assert re.search(rf"{STORAGE_STEP}\s+pending\s+attempt [2-9]\s+\S+s\s+error: .*storage is down$", run.raw,
                      re.MULTILINE), run.raw
+
+    # Ctrl-C while waiting stops the waiting, not the run.
+    stopped = await cli.terminal("status", name, "--wait", interrupt_on="attempt ")
+    assert stopped.exit_code == ExitCode.STOPPED, stopped
+    assert stopped.screen.splitlines()[-1] == (
+        f"tenantflow: interrupted; a run already started goes on (`tenantflow status {name} --wait` follows "
+        "it again)")
+    assert re.search(rf"^\S\s+{STORAGE_STEP}\s+(pending|running)\s+attempt \d", stopped.screen, re.MULTILINE)
 
     httpx.delete(f"{cli.platform}/_faults").raise_for_status()
     followed = await cli.piped("status", name, "--wait")
@@ -214,12 +212,12 @@ async def test_delete_asks_first_and_wait_follows_the_teardown(
     refused = await cli.piped("delete", name)
     assert refused.exit_code == ExitCode.USAGE
     assert "stdin is not a terminal: pass --yes" in refused.stderr
-    kept = await cli.terminal("delete", name, answer=("[y/N]", "n\r"))
+    kept = await cli.terminal("delete", name, answer=("[y/N]: ", "n\r"))
     assert kept.exit_code == ExitCode.STOPPED, kept
     assert f"Delete tenant {name} and everything it has? [y/N]: n" in kept.screen
     assert json.loads((await cli.piped("--json", "status", name)).raw)["status"] == "online"
 
-    deleted = await cli.terminal("delete", name, "--wait", answer=("[y/N]", "y\r"))
+    deleted = await cli.terminal("delete", name, "--wait", answer=("[y/N]: ", "y\r"))
     assert deleted.exit_code == ExitCode.OK, deleted
     assert list(done_lines(deleted.screen, PROJECT_TEARDOWN_STEP_NAMES)) == list(PROJECT_TEARDOWN_STEP_NAMES)
     assert not done_lines(deleted.screen, PROJECT_STEP_NAMES), "the live view shows the teardown's steps"
