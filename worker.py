@@ -23,6 +23,7 @@ from activities.project import ProjectActivities
 from activities.services import ServiceActivities
 from activities.tenant_postgres import TenantPostgresActivities
 from activities.verify import VerifyActivities
+from tenantflow.reconcile import Reconciler
 from tenantflow.settings import Settings, get_settings
 from tenantflow.temporal import connect
 from workflows.bulk_retry import RetryFailedWorkflow
@@ -97,10 +98,11 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reconciler = Reconciler(deps.store, client, settings)
     async with worker:
         logging.info("worker polling task queue %r on %s", settings.task_queue,
                      settings.temporal_address)
-        await stop.wait()
+        await reconciler.run_forever(stop)
     await deps.aclose()
 
 

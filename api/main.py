@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from api import errors
 from api.docs import SWAGGER_UI_PARAMETERS, document_shared_errors
 from api.events import EventHub
+from api.limits import BodySizeLimit
 from api.routes import bulk, health, projects, users, webhooks
 from tenantflow.credentials import CredentialStore
 from tenantflow.crypto import Keyring
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
         app.include_router(router)
     document_shared_errors(app)
+    # Outermost (added last): bodies are bounded before auth, parsing or anything else reads them.
+    app.add_middleware(BodySizeLimit)
     return app
 
 

@@ -29,7 +29,7 @@ from tenantflow.catalog import (
 )
 from tenantflow.errors import InvalidName
 from tenantflow.models import Project, ProjectStatus, ProvisioningStep, ProvisioningStepAttempt
-from tenantflow.names import PROJECT_NAME_RULE, validate_project_name
+from tenantflow.names import PROJECT_NAME_RULE, canonical_uuid, validate_project_name
 from tenantflow.store import ProjectSlice
 
 # Per-user tenants are named ``u-<32 hex>`` (names.user_project_name); the project API may not
@@ -104,12 +104,8 @@ class SignupEvent(BaseModel):
 
     def user_id(self) -> uuid.UUID | None:
         """The user's id (``record.id``; ``old_record.id`` for a DELETE), or None when it is
-        missing or not a UUID."""
-        raw = ((self.old_record if self.is_deletion else self.record) or {}).get("id")
-        try:
-            return uuid.UUID(raw) if isinstance(raw, str) else None
-        except ValueError:
-            return None
+        missing or not a UUID in its canonical 36-character form."""
+        return canonical_uuid(((self.old_record if self.is_deletion else self.record) or {}).get("id"))
 
 
 # ----------------------------------------------------------------------------------- responses

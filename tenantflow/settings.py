@@ -63,6 +63,10 @@ class Settings(BaseSettings):
 
     api_token: SecretStr = Field(description="Bearer token every API route but health requires.")
     api_page_size_max: int = Field(default=100, ge=1, description="Largest page GET /v1/projects returns.")
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024,
+        description="Largest request body the API reads (413 above it, before auth or parsing).",
+    )
 
     encryption_keys: SecretStr = Field(
         description="Keyring 'kid:base64key[,kid:base64key...]' (32-byte AES keys): the first "
@@ -160,6 +164,14 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="A worker that dies mid-step is noticed after this long."
     )
 
+    reconcile_interval_seconds: float = Field(
+        default=30.0, gt=0,
+        description="How often each worker looks for tenants whose run was never started.",
+    )
+    reconcile_after_seconds: float = Field(
+        default=20.0, ge=0,
+        description="How long a tenant stays pending/deprovisioning before the reconciler checks its run.",
+    )
     bulk_retry_batch_size: int = Field(
         default=20, ge=1, description="Bulk retry: runs resumed per batch (POST /v1/projects/retry-failed)."
     )
