@@ -28,6 +28,7 @@ from cli.errors import EXIT_CODE_HELP, CliError, ExitCode, TenantFailed, TimedOu
 from cli.events import follow
 from cli.render import (
     RunView,
+    StepView,
     failed_step,
     make_console,
     print_json,
@@ -168,7 +169,7 @@ def _live(opts: Options) -> bool:
     return not opts.json and opts.out.is_terminal
 
 
-def _plain(opts: Options, view: RunView, event: str, changed: Any, data: dict[str, Any]) -> None:
+def _plain(opts: Options, view: RunView, event: str, changed: StepView | None, data: dict[str, Any]) -> None:
     if changed is not None:
         opts.out.print(stamped(step_line(changed), data.get("at")), soft_wrap=True)
     elif event == EventKind.STATUS:

@@ -2,8 +2,9 @@
 the plain one-line-per-event form of that view for output that is not a terminal.
 
 One row renderer (``step_row``) draws a step in both the ``status`` table and the live view, so a
-step looks the same wherever it appears. Colours and icons are for terminals only: Rich drops
-the escape codes when stdout is not a TTY, and the plain lines carry words, not icons.
+step looks the same wherever it appears. Colour and the live redraw are for terminals only: when
+stdout is not a TTY, Rich writes no escape codes, tables lose their trailing padding, and ``--wait``
+prints one plain line per event (words, no icons) instead of the live view.
 """
 
 from __future__ import annotations
