@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import errors
+from api import errors, metrics
 from api.docs import SWAGGER_UI_PARAMETERS, document_shared_errors
 from api.events import EventHub
 from api.limits import BodySizeLimit
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
     )
     errors.install(app)
+    metrics.install(app)
     for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
         app.include_router(router)
     document_shared_errors(app)

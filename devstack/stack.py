@@ -85,6 +85,7 @@ class Ports:
     arcadedb_http: int = 2480
     arcadedb_bolt: int = 7687
     platform: int = 8100
+    worker_metrics: int = 9464  # the worker's Temporal SDK metrics (Prometheus text at /metrics)
 
     @staticmethod
     def flag(name: str) -> str:
@@ -507,6 +508,7 @@ class DevStack:
             storage_service_url=f"{platform}/storage",
             storage_service_key=s["storage_service_key"],
             webhook_secret=s["webhook_secret"],
+            worker_metrics_address=f"{HOST}:{p.worker_metrics}",
         )
         if self.options.graph_backend is GraphBackend.ARCADEDB:
             values.update(arcadedb_http_url=f"http://{HOST}:{p.arcadedb_http}",
@@ -649,6 +651,8 @@ class DevStack:
             f"  API docs          {api}/docs",
             f"  Temporal Web UI   http://{HOST}:{p.temporal_ui}",
             f"  Temporal gRPC     {HOST}:{p.temporal}",
+            f"  API metrics       {api}/metrics  (Bearer: the API token)",
+            f"  Worker metrics    http://{HOST}:{p.worker_metrics}/metrics  (Temporal SDK)",
         ]
         if self.options.graph_backend is GraphBackend.ARCADEDB:
             lines.append(f"  ArcadeDB studio   http://{HOST}:{p.arcadedb_http}  (user root, password: "

@@ -99,6 +99,7 @@ class WorkflowName(StrEnum):
     DEPROVISION_PROJECT = "DeprovisionProjectWorkflow"
     DEPROVISION_USER = "DeprovisionUserWorkflow"
     RETRY_FAILED = "RetryFailedWorkflow"
+    DELIVER_EVENT = "DeliverEventWorkflow"
 
 
 PROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
@@ -108,6 +109,11 @@ PROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
 DEPROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
     ProjectKind.PROJECT: WorkflowName.DEPROVISION_PROJECT,
     ProjectKind.USER: WorkflowName.DEPROVISION_USER,
+}
+KIND_OF_WORKFLOW: dict[str, ProjectKind] = {
+    workflow: ProjectKind(kind)
+    for by_kind in (PROVISION_WORKFLOW_BY_KIND, DEPROVISION_WORKFLOW_BY_KIND)
+    for kind, workflow in by_kind.items()
 }
 # The provisioning runs' message handlers (tenantflow.contracts holds their payloads).
 PROGRESS_QUERY = "progress"  # RetryFailedWorkflow
@@ -179,4 +185,20 @@ STATUS_SEQ_BASE: dict[str, int] = {RunKind.PROVISION: 0, RunKind.DEPROVISION: 1 
 RUN_KIND_OF_STEP: dict[str, RunKind] = {
     **{name: RunKind.PROVISION for name in PROJECT_STEP_NAMES},
     **{name: RunKind.DEPROVISION for name in PROJECT_TEARDOWN_STEP_NAMES},
+}
+
+
+class EventType(StrEnum):
+    """The completion events POSTed to ``event_webhook_urls`` (Standard Webhooks ``type``): a run
+    has reached a status it cannot leave without a person."""
+
+    TENANT_ONLINE = "tenant.online"
+    TENANT_FAILED = "tenant.failed"  # a step failed for good; the run waits for a retry
+    TENANT_DELETED = "tenant.deleted"
+
+
+EVENT_TYPE_OF_STATUS: dict[str, EventType] = {
+    ProjectStatus.ONLINE: EventType.TENANT_ONLINE,
+    ProjectStatus.FAILED: EventType.TENANT_FAILED,
+    ProjectStatus.DELETED: EventType.TENANT_DELETED,
 }

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.ports import free_port
 from devstack.stack import Ports
@@ -161,6 +162,12 @@ def wait_online(client: httpx.Client, project_id: str, *, timeout: float = 60.0)
         time.sleep(0.3)
 
 
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A Prometheus page's samples by name and sorted labels (the parser rejects a malformed page)."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def test_devstack_provisions_a_project_stops_cleanly_and_keeps_state(tmp_path: Path) -> None:
     state = tmp_path / "state"
     ports = Ports(**{f.name: free_port() for f in dataclasses.fields(Ports)})
@@ -190,6 +197,16 @@ def test_devstack_provisions_a_project_stops_cleanly_and_keeps_state(tmp_path: P
             # A killed worker is started again, and the new one provisions.
             os.kill(recorded(state, "worker"), signal.SIGKILL)
             wait_online(client, create_project(client, name + "b"))
+
+            # Metrics: the API's (with the printed token) and the restarted worker's SDK metrics.
+            api_metrics = metric_samples(client.get("/metrics").raise_for_status().text)
+            assert api_metrics[("tenantflow_runs", (("kind", "project"), ("status", "online")))] == 2
+        worker_url = f"http://127.0.0.1:{ports.worker_metrics}/metrics"
+        assert worker_url in first.text()
+        worker_metrics = metric_samples(httpx.get(worker_url, timeout=10).raise_for_status().text)
+        assert worker_metrics[("temporal_workflow_completed_total", (
+            ("namespace", "default"), ("service_name", "temporal-core-sdk"), ("task_queue", "tenantflow"),
+            ("workflow_type", "ProvisionProjectWorkflow")))] >= 1
         ui = httpx.get(f"http://127.0.0.1:{ports.temporal_ui}/", timeout=10)
         assert ui.status_code == 200
         assert (state / "secrets.json").stat().st_mode & 0o077 == 0, "secrets.json must be private"

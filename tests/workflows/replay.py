@@ -30,6 +30,12 @@ SCENARIOS = (
     "user-online",
     "user-deprovision",
     "retry-failed-bulk",
+    # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
+    # and the delivery runs of one event (delivered after a 500; refused with a 410).
+    "project-online-announced",
+    "project-retried-announced",
+    "event-delivered-after-500",
+    "event-refused-410",
 )
 
 
