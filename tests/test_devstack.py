@@ -200,7 +200,8 @@ def test_devstack_provisions_a_project_stops_cleanly_and_keeps_state(tmp_path: P
 
             # Metrics: the API's (with the printed token) and the restarted worker's SDK metrics.
             api_metrics = metric_samples(client.get("/metrics").raise_for_status().text)
-            assert api_metrics[("tenantflow_runs", (("kind", "project"), ("status", "online")))] == 2
+            online = 3  # name (API), name + "c" (the CLI), name + "b" (after the worker was killed)
+            assert api_metrics[("tenantflow_runs", (("kind", "project"), ("status", "online")))] == online
         worker_url = f"http://127.0.0.1:{ports.worker_metrics}/metrics"
         assert worker_url in first.text()
         worker_metrics = metric_samples(httpx.get(worker_url, timeout=10).raise_for_status().text)
