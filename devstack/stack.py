@@ -32,6 +32,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -272,6 +273,17 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 # ----------------------------------------------------------------------------------------- stack
+def cli_command() -> str:
+    """How to call the ``tenantflow`` CLI from here: its name when it is on PATH, else the
+    console script beside this Python (``.venv/bin/tenantflow`` for ``scripts/dev``)."""
+    if shutil.which("tenantflow"):
+        return "tenantflow"
+    script = Path(sys.executable).parent / "tenantflow"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 class DevStack:
     """Starts the dev stack, supervises it, and stops it; see the module docstring."""
 
@@ -652,7 +664,11 @@ class DevStack:
             "",
             f"API token: {token}",
             "",
+            "For the tenantflow CLI (paste into your shell):",
+            f"  export TENANTFLOW_API_URL={api} TENANTFLOW_API_TOKEN={token}",
+            "",
             "Try:",
+            f"  {cli_command()} create acme --wait",
             f"  curl -s -X POST {api}/v1/projects -H 'Authorization: Bearer {token}' "
             "-H 'Content-Type: application/json' -d '{\"name\": \"acme\"}'",
         ]

@@ -1,7 +1,8 @@
 """``python -m devstack`` end to end: the real stack as a user starts it, on free ports.
 
 Starts the stack, provisions a project through the API with the printed token until it is
-``online``, kills the worker and provisions another (the stack restarts it), checks the Temporal
+``online``, and one with ``tenantflow create NAME --wait`` (in a pseudo-terminal, with the printed
+export line), kills the worker and provisions another (the stack restarts it), checks the Temporal
 Web UI answers, stops the stack with SIGTERM and checks nothing it started survives; then starts
 it again on the same state directory and finds the project there.
 
@@ -30,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack.ports import free_port
 from devstack.stack import Ports
 from tenantflow.catalog import PROJECT_STEP_NAMES
+from tests.cli.terminal import cli_env, done_lines, in_terminal, piped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,6 +119,15 @@ def wait_until_up(launched: Launched, *, timeout: float = 120.0) -> str:
         time.sleep(0.3)
 
 
+def cli_exports(launched: Launched) -> tuple[str, str]:
+    """The API URL and token from the export line the stack prints for the CLI."""
+    export = r"^  export TENANTFLOW_API_URL=(\S+) TENANTFLOW_API_TOKEN=(\S+)$"
+    line = re.search(export, launched.text(), re.MULTILINE)
+    assert line, f"no export line for the CLI:\n{launched.text()}"
+    assert line.group(1) == launched.api
+    return line.group(1), line.group(2)
+
+
 def stop_and_check_all_gone(launched: Launched, state: Path) -> None:
     pids = _stack_pids(launched, state)
     assert len(pids) >= 6, f"expected every server and child to be running, found {pids}"
@@ -172,13 +183,25 @@ def test_devstack_provisions_a_project_stops_cleanly_and_keeps_state(tmp_path: P
             assert list(steps) == list(PROJECT_STEP_NAMES)
             assert set(steps.values()) <= {"success", "skipped"}, steps
 
+            # The tenantflow CLI, with the export line the stack printed, as a person runs it.
+            env = cli_env(*cli_exports(first))
+            created = in_terminal(["create", name + "c", "--wait"], env=env)
+            assert created.exit_code == 0, created
+            assert list(done_lines(created.screen, PROJECT_STEP_NAMES)) == list(PROJECT_STEP_NAMES), created
+            assert created.screen.splitlines()[-1].startswith(f"✔ {name}c is online"), created
+            details = piped(["connection", name + "c"], env=env)
+            assert details.exit_code == 0, details
+            url = rf"^postgres\s+url\s+postgresql://t_{name}c_owner:"
+            assert re.search(url, details.raw, re.MULTILINE), details
+
             # A killed worker is started again, and the new one provisions.
             os.kill(recorded(state, "worker"), signal.SIGKILL)
             wait_online(client, create_project(client, name + "b"))
 
             # Metrics: the API's (with the printed token) and the restarted worker's SDK metrics.
             api_metrics = metric_samples(client.get("/metrics").raise_for_status().text)
-            assert api_metrics[("tenantflow_runs", (("kind", "project"), ("status", "online")))] == 2
+            online = 3  # name (API), name + "c" (the CLI), name + "b" (after the worker was killed)
+            assert api_metrics[("tenantflow_runs", (("kind", "project"), ("status", "online")))] == online
         worker_url = f"http://127.0.0.1:{ports.worker_metrics}/metrics"
         assert worker_url in first.text()
         worker_metrics = metric_samples(httpx.get(worker_url, timeout=10).raise_for_status().text)
