@@ -16,7 +16,8 @@ from api import errors, metrics
 from api.docs import SWAGGER_UI_PARAMETERS, document_shared_errors
 from api.events import EventHub
 from api.limits import BodySizeLimit
-from api.routes import bulk, health, projects, users, webhooks
+from api.routes import bulk, health, keys, projects, users, webhooks
+from tenantflow.api_keys import ApiKeyStore
 from tenantflow.credentials import CredentialStore
 from tenantflow.crypto import Keyring
 from tenantflow.db import libpq_url, make_engine
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             app.state.settings = resolved
             app.state.store = Store(engine)
+            app.state.api_keys = ApiKeyStore(engine)
             app.state.credentials = CredentialStore(
                 engine, Keyring(resolved.encryption_keys.get_secret_value())
             )
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     metrics.install(app)
-    for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
+    for router in (health.router, bulk.router, projects.router, users.router, webhooks.router, keys.router):
         app.include_router(router)
     document_shared_errors(app)
     # Outermost (added last): bodies are bounded before auth, parsing or anything else reads them.

@@ -25,6 +25,7 @@ from tenantflow.catalog import (
     TEARDOWN_STEPS_BY_KIND,
     AttemptOutcome,
     RunKind,
+    Scope,
     StepStatus,
 )
 from tenantflow.errors import InvalidName
@@ -344,3 +345,24 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     database: str
     temporal: str
+
+
+# ----------------------------------------------------------------------------------- API keys
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="Who holds it (shown in audits).")
+    scope: Scope = Field(description="read, write (create/retry/delete tenants) or admin (secrets, keys).")
+
+
+class ApiKeyOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    scope: Scope
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself: shown this once, store it now.")

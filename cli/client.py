@@ -179,6 +179,16 @@ class ApiClient:
             "POST", "/v1/projects/retry-failed", json={k: v for k, v in body.items() if v is not None}
         )
 
+    # ---------------------------------------------------------------------------- API keys
+    async def create_key(self, name: str, scope: str) -> dict[str, Any]:
+        return await self.call("POST", "/v1/api-keys", json={"name": name, "scope": scope})
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        return await self.call("GET", "/v1/api-keys")
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return await self.call("DELETE", "/v1/api-keys/" + quote(key_id, safe=""))
+
     async def retry_failed_status(self, operation_id: str) -> dict[str, Any]:
         path = "/v1/projects/retry-failed/" + quote(operation_id, safe="")
         return await self.call("GET", path)

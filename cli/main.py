@@ -30,6 +30,7 @@ from cli.render import (
     RunView,
     StepView,
     failed_step,
+    keys_table,
     make_console,
     print_json,
     print_json_line,
@@ -42,7 +43,7 @@ from cli.render import (
     step_line,
     steps_by_run,
 )
-from tenantflow.catalog import EventKind, ProjectKind, ProjectStatus, RunKind, StepName
+from tenantflow.catalog import EventKind, ProjectKind, ProjectStatus, RunKind, Scope, StepName
 
 GOING_AWAY = frozenset({ProjectStatus.DEPROVISIONING, ProjectStatus.DELETED})
 DEFAULT_WAIT_TIMEOUT = 300.0
@@ -474,6 +475,69 @@ def events(
                     head = f"id: {event.id}\n" if event.id is not None else ""
                     sys.stdout.write(f"{head}event: {event.event}\ndata: {event.data}\n\n")
                     sys.stdout.flush()
+        return None
+
+    run(ctx, work)
+
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke. Needs an admin key or the token.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Who will hold the key (shown in audits).")],
+    scope: Annotated[Scope, typer.Option(
+        "--scope", case_sensitive=False,
+        help="read (look), write (create, retry, delete tenants) or admin (connection secrets, keys).",
+    )] = Scope.READ,
+) -> None:
+    """Create an API key and print it: it is shown this once and cannot be read again."""
+
+    async def work(opts: Options, client: ApiClient) -> ExitCode | None:
+        created = await client.create_key(name, scope.value)
+        if opts.json:
+            print_json(created)
+            return None
+        opts.err.print(f"created {created['scope']} key {created['name']!r} ({created['prefix']}…); "
+                       "store it now, it is not shown again:", soft_wrap=True)
+        sys.stdout.write(created["key"] + "\n")
+        return None
+
+    run(ctx, work)
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """Every API key, revoked ones too (names, scopes and prefixes; never a key)."""
+
+    async def work(opts: Options, client: ApiClient) -> ExitCode | None:
+        keys = await client.list_keys()
+        if opts.json:
+            print_json(keys)
+        else:
+            opts.out.print(keys_table(keys))
+        return None
+
+    run(ctx, work)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (keys list).")],
+) -> None:
+    """Revoke an API key: its next request is refused (401)."""
+
+    async def work(opts: Options, client: ApiClient) -> ExitCode | None:
+        revoked = await client.revoke_key(key_id)
+        if opts.json:
+            print_json(revoked)
+        else:
+            opts.out.print(f"revoked {revoked['scope']} key {revoked['name']!r} ({revoked['prefix']}…)",
+                           soft_wrap=True)
         return None
 
     run(ctx, work)

@@ -172,6 +172,18 @@ def projects_table(items: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
+def keys_table(items: Iterable[dict[str, Any]]) -> Table:
+    """``keys list``: one API key a row (never the key itself: the API does not have it)."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "SCOPE", "PREFIX", "CREATED", "REVOKED", "ID"):
+        table.add_column(column, no_wrap=True)
+    for k in items:
+        revoked = local_time(k["revoked_at"]) if k["revoked_at"] else ""
+        table.add_row(k["name"], k["scope"], k["prefix"], local_time(k["created_at"]),
+                      Text(revoked, style="red"), Text(str(k["id"]), style="dim"))
+    return table
+
+
 def project_header(project: dict[str, Any]) -> Table:
     """``status``: who the tenant is, where its run is, its graph database."""
     table = Table.grid(padding=(0, 2))

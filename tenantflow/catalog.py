@@ -47,6 +47,17 @@ class EventKind(StrEnum):
 EVENTS_CHANNEL = "tenantflow_events"
 
 
+class Scope(StrEnum):
+    """What an API key may do; each scope includes the ones below it (``SCOPE_RANK``)."""
+
+    READ = "read"  # list and read tenants, their steps and events
+    WRITE = "write"  # create, retry, cancel, delete tenants; bulk retry
+    ADMIN = "admin"  # connection details (secrets) and API keys themselves
+
+
+SCOPE_RANK: dict[str, int] = {Scope.READ: 1, Scope.WRITE: 2, Scope.ADMIN: 3}
+
+
 class RunKind(StrEnum):
     """Which run a step row belongs to (``provisioning_steps.run_kind``)."""
 

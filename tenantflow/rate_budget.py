@@ -43,31 +43,42 @@ class RateBudget:
         name: The budget's row (one per account or API).
         limit: Requests allowed per window.
         window_seconds: The window's length.
+        bursty: A plain token bucket instead: ``limit`` at once, then ``limit`` per window (for
+            our own rate limits, where a burst up to the limit is fine; a window may then see up
+            to twice the limit).
     """
 
     engine: AsyncEngine
     name: str
     limit: int
     window_seconds: float
+    bursty: bool = False
 
     @property
     def capacity(self) -> float:
+        if self.bursty:
+            return float(self.limit)
         return max(1.0, math.floor(self.limit * (1 - HEADROOM)))
 
     @property
     def rate(self) -> float:
         """Tokens per second."""
-        return (self.limit - self.capacity) / self.window_seconds
+        refill = self.limit if self.bursty else self.limit - self.capacity
+        return refill / self.window_seconds
+
+    async def try_acquire(self) -> float | None:
+        """Take one token if there is one (None); else how many seconds until the next is due."""
+        params = {"name": self.name, "capacity": self.capacity, "rate": self.rate}
+        async with self.engine.begin() as conn:
+            if (await conn.execute(_TAKE, params)).first() is not None:
+                return None
+            level = (await conn.execute(_LEVEL_NOW, params)).scalar_one()
+        return max((1 - float(level)) / self.rate, 0.001)
 
     async def acquire(self) -> float:
         """Take one token, waiting for it if need be; returns how long it waited (seconds)."""
-        params = {"name": self.name, "capacity": self.capacity, "rate": self.rate}
         waited = 0.0
-        while True:
-            async with self.engine.begin() as conn:
-                if (await conn.execute(_TAKE, params)).first() is not None:
-                    return waited
-                level = (await conn.execute(_LEVEL_NOW, params)).scalar_one()
-            pause = max((1 - float(level)) / self.rate, 0.001)
+        while (pause := await self.try_acquire()) is not None:
             await asyncio.sleep(pause)
             waited += pause
+        return waited

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
 
     api_token: SecretStr = Field(description="Bearer token every API route but health requires.")
     api_page_size_max: int = Field(default=100, ge=1, description="Largest page GET /v1/projects returns.")
+    api_key_creates_per_minute: int = Field(
+        default=60, ge=1, description="Tenants one API key may create per minute (429 beyond).",
+    )
+    api_key_max_tenants: int = Field(
+        default=1000, ge=0, description="Live tenants one API key may hold (403 beyond; 0: no cap).",
+    )
+    platform_jwt_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="The auth service's JWT secret (HS256): a user's own token may read "
+        "GET /v1/users/{id}/status when its sub is that id (empty: only API keys).",
+    )
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024,
         description="Largest request body the API reads (413 above it, before auth or parsing).",

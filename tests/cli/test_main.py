@@ -255,7 +255,7 @@ async def test_events_prints_the_raw_stream_and_resumes_after_an_id(
 async def test_api_errors_exit_3_with_the_apis_message(cli: Cli, tenant_name: Callable[[], str]) -> None:
     wrong = await cli.terminal("list", env=cli_env(cli.api_url, "not-the-token"))
     assert wrong.exit_code == ExitCode.API_ERROR, wrong
-    assert wrong.screen == ("tenantflow: HTTP 401: missing or invalid API token (set TENANTFLOW_API_TOKEN or "
+    assert wrong.screen == ("tenantflow: HTTP 401: missing or invalid API key (set TENANTFLOW_API_TOKEN or "
                             "pass --token (scripts/dev prints the export line))")
     assert "not-the-token" not in wrong.raw
 
@@ -278,12 +278,33 @@ async def test_api_errors_exit_3_with_the_apis_message(cli: Cli, tenant_name: Ca
     assert by_flag.exit_code == ExitCode.OK, by_flag
 
 
+async def test_keys_are_created_shown_once_listed_and_revoked(cli: Cli) -> None:
+    created = await cli.piped("keys", "create", "ci-runner", "--scope", "write")
+    assert created.exit_code == ExitCode.OK, created
+    key = created.raw.strip()
+    assert key.startswith("tfk_") and "store it now" in created.stderr and key not in created.stderr
+    with_key = await cli.piped("list", "--limit", "1", env=cli_env(cli.api_url, key))
+    assert with_key.exit_code == ExitCode.OK, with_key
+    refused = await cli.piped("keys", "list", env=cli_env(cli.api_url, key))  # write is not admin
+    assert refused.exit_code == ExitCode.API_ERROR and "needs 'admin'" in refused.stderr
+
+    listed = await cli.piped("--json", "keys", "list")
+    mine = next(k for k in json.loads(listed.raw) if k["prefix"] == key[:12])
+    assert mine["name"] == "ci-runner" and key not in listed.raw
+    table = await cli.piped("keys", "list")
+    assert "ci-runner" in table.raw and "write" in table.raw and key[:12] in table.raw
+    revoked = await cli.piped("keys", "revoke", mine["id"])
+    assert revoked.exit_code == ExitCode.OK and "revoked write key 'ci-runner'" in revoked.raw
+    after = await cli.piped("list", env=cli_env(cli.api_url, key))
+    assert after.exit_code == ExitCode.API_ERROR and "HTTP 401" in after.stderr
+
+
 # ----------------------------------------------------------------------------------- help
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
 def test_every_command_is_covered() -> None:
-    assert COMMANDS == sorted(["cancel", "connection", "create", "delete", "events", "list", "retry",
+    assert COMMANDS == sorted(["cancel", "connection", "create", "delete", "events", "keys", "list", "retry",
                                "retry-failed", "status"])
 
 
