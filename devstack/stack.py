@@ -339,8 +339,16 @@ class DevStack:
             raise StackError("cannot start:\n  " + "\n  ".join(problems))
 
     def _prepare_state_dir(self) -> None:
+        # Only us: everything the stack writes from here on (logs, secrets, data, children's
+        # files) is created 0600/0700. The state dir keeps its owner's search bit for others only
+        # where Postgres, run as an unprivileged user when we are root, must reach its data.
+        os.umask(0o077)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.logs.mkdir(exist_ok=True)
+        self.state_dir.chmod(0o700)
+        self.logs.mkdir(exist_ok=True, mode=0o700)
+        self.logs.chmod(0o700)
+        for log in self.logs.iterdir():  # logs of an older stack, made before this rule
+            log.chmod(0o600)
         lock = open(self.state_dir / "stack.lock", "a+")  # noqa: SIM115 - held for the whole run
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -541,9 +549,10 @@ class DevStack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "TENANTFLOW_AUTH_SERVICE_KEY": s["auth_service_key"],
                "TENANTFLOW_REALTIME_SERVICE_KEY": s["realtime_service_key"],
-               "TENANTFLOW_STORAGE_SERVICE_KEY": s["storage_service_key"]}
-        cmd = [sys.executable, "-m", "standins.platform", "--port", str(self.ports.platform),
-               "--database-url", self.postgres.url(STANDINS_DB)]
+               "TENANTFLOW_STORAGE_SERVICE_KEY": s["storage_service_key"],
+               # In the environment, not on the command line: ps shows every user the arguments.
+               "STANDINS_DATABASE_URL": self.postgres.url(STANDINS_DB)}
+        cmd = [sys.executable, "-m", "standins.platform", "--port", str(self.ports.platform)]
         proc = self._launch("platform", cmd, env)
         return lambda: self._wait_http(f"http://{HOST}:{self.ports.platform}/", proc, any_status=True)
 
