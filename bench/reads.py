@@ -82,15 +82,18 @@ def _measure(bench: Bench, generator: LoadGenerator, url: str, auth: str, name: 
     watched = {name: pid} if pid else {}
     before = usage(bench.target.state_dir, include_self=False, extra=watched)
     result = generator.run(url, authorization=auth, connections=plan.connections, seconds=plan.load_seconds)
-    cpu = cpu_used(before, usage(bench.target.state_dir, include_self=False, extra=watched)).get(name)
-    cpu_per_request = cpu / result.requests if cpu is not None and result.requests else None
+    used = cpu_used(before, usage(bench.target.state_dir, include_self=False, extra=watched))
+    per_request = {k: v / result.requests for k, v in used.items() if v is not None and result.requests}
+    cpu_per_request, postgres = per_request.get(name), per_request.get("postgres")
     report.say(f"{name:<10} {result.per_second:7.1f} req/s   p50 {ms(result.p50):>8}   "
                f"p99 {ms(result.p99):>8}   ({result.requests} requests" + (
-                   f", server CPU {ms(cpu_per_request)}/request)" if cpu_per_request is not None else ")"))
+                   f"; CPU per request: server {ms(cpu_per_request)}" if cpu_per_request is not None else "")
+               + (f", Postgres {ms(postgres)}" if postgres is not None else "") + ")")
     if result.failed:
         report.error(f"{name}: {result.failed} requests failed (not 2xx, or connection errors)")
     report.record(**{name.lower(): {"req_per_s": result.per_second, "p50_ms": result.p50 * 1000,
                                     "p99_ms": result.p99 * 1000, "requests": result.requests,
                                     "failed": result.failed,
-                                    "server_cpu_ms_per_request": cpu_per_request and cpu_per_request * 1000}})
+                                    "server_cpu_ms_per_request": cpu_per_request and cpu_per_request * 1000,
+                                    "postgres_cpu_ms_per_request": postgres and postgres * 1000}})
     return result

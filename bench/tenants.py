@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -25,6 +26,10 @@ from bench.stack import PROCESS_NAMES, cpu_used, megabytes, usage
 from bench.stats import covered_seconds, kendall_tau, median, ms, percentile, spearman_rho
 
 LONG_POLL_SECONDS = 60  # the API's longest wait_for
+# A kept-alive connection the server closed just as it was reused fails the request: such a request
+# is sent again (a POST too: the API answers a repeated name with the same tenant), this often.
+CONNECTION_RETRIES = 3
+DROPPED = (httpx.NetworkError, httpx.RemoteProtocolError)
 LATENCY_GOAL = Goal(1.0)  # overhead p50 / local-activity anchor p50
 THROUGHPUT_GOAL = Goal(0.4, at_most=False)  # projects/s / regular anchor runs/s
 BURST_GOAL = Goal(0.5)  # POST → online p50 / makespan
@@ -45,6 +50,7 @@ class Run:
     status: str = "not created"
     observed: float | None = None  # when the client saw it settled
     observed_wall: float = 0.0
+    resent: int = 0  # requests sent again after a dropped connection
     online_at: datetime | None = None  # the mirror's updated_at of the online write
     steps: list[dict[str, Any]] = field(default_factory=list)
 
@@ -96,7 +102,7 @@ async def post(bench: Bench, api: httpx.AsyncClient, run: Run) -> None:
     """Create ``run``'s tenant; its fields say how the API answered (nothing is raised)."""
     run.sent_wall, run.sent = time.time(), time.perf_counter()
     try:
-        response = await api.post("/v1/projects", json={"name": run.name})
+        response = await _send(run, partial(api.post, "/v1/projects", json={"name": run.name}))
     except httpx.HTTPError as exc:
         run.status = f"POST failed: {type(exc).__name__}"
         return
@@ -110,13 +116,23 @@ async def post(bench: Bench, api: httpx.AsyncClient, run: Run) -> None:
     bench.created.append(body["id"])
 
 
+async def _send(run: Run, request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    """``request()``, sent again (at most ``CONNECTION_RETRIES`` times) when its connection drops."""
+    for _ in range(CONNECTION_RETRIES):
+        try:
+            return await request()
+        except DROPPED:
+            run.resent += 1
+    return await request()
+
+
 async def wait_settled(api: httpx.AsyncClient, run: Run, *, deadline: float, wanted: str = "online") -> None:
     """Long-poll until the tenant is ``wanted`` or settled, or ``deadline`` (``perf_counter``) passes."""
     while run.project_id is not None and time.perf_counter() < deadline:
         wait = max(1, min(LONG_POLL_SECONDS, int(deadline - time.perf_counter())))
         try:
-            response = await api.get(f"/v1/projects/{run.project_id}",
-                                     params={"wait_for": wanted, "timeout": wait})
+            response = await _send(run, partial(api.get, f"/v1/projects/{run.project_id}",
+                                                params={"wait_for": wanted, "timeout": wait}))
         except httpx.HTTPError as exc:
             run.status = f"long poll failed: {type(exc).__name__}"
             return
@@ -156,6 +172,12 @@ async def provision_many(bench: Bench, api: httpx.AsyncClient, names: Iterable[s
 
 
 def _failures(bench: Bench, runs: list[Run]) -> list[Run]:
+    """The runs that did not reach online (the first few are named), after saying how many
+    requests had to be sent again."""
+    resent = sum(r.resent for r in runs)
+    if resent:
+        bench.report.say(f"{resent} requests were sent again after their connection dropped "
+                         f"({sum(1 for r in runs if r.resent)} tenants)")
     failed = [r for r in runs if not r.online]
     for r in failed[:5]:
         bench.report.say(f"NOT ONLINE  {r.name}: {r.status}")
