@@ -75,7 +75,7 @@ async def anchors_section(bench: Bench) -> None:
 def _say_latency(bench: Bench, key: str, label: str, seconds: list[float]) -> None:
     p50, p99 = median(seconds), percentile(seconds, 99)
     bench.anchors[f"{key}_p50"] = p50
-    bench.report.say(f"{label:<56} p50 {ms(p50):>8}   p99 {ms(p99):>8}")
+    bench.report.spread(label, seconds)
     bench.report.record(**{f"{key}_p50_ms": p50 * 1000, f"{key}_p99_ms": p99 * 1000})
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bench.stats import median, ms, percentile
+
 
 @dataclass(frozen=True)
 class Goal:
@@ -59,6 +61,10 @@ class Report:
     def say(self, text: str) -> None:
         """One line of the current section."""
         self._print(f"   {text}")
+
+    def spread(self, label: str, seconds: list[float], *, width: int = 56) -> None:
+        """One line: ``label``, then the p50 and p99 of ``seconds`` in milliseconds."""
+        self.say(f"{label:<{width}} p50 {ms(median(seconds)):>8}   p99 {ms(percentile(seconds, 99)):>8}")
 
     def record(self, **figures: Any) -> None:
         """Figures of the current section, for the JSON file."""

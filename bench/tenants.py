@@ -216,7 +216,7 @@ async def latency_section(bench: Bench) -> None:
     ]
     for label, values in rows:
         if values:
-            report.say(f"{label:<52} p50 {ms(median(values)):>8}   p99 {ms(percentile(values, 99)):>8}")
+            report.spread(label, values, width=52)
     report.say(f"overhead per step ({steps} steps): {ms(median(overhead) / max(steps, 1))}")
     report.record(runs=len(runs), online=len(done), steps=steps, **{
         f"{key}_{q}_ms": percentile(values, int(q[1:])) * 1000
