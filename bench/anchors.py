@@ -36,10 +36,11 @@ async def _one_run(client: Client, workflow: str, workflow_id: str, task_queue: 
     return time.perf_counter() - started, bool(getattr(handle, "__temporal_eagerly_started", False))
 
 
-Run = Callable[[int], Awaitable[tuple[float, bool]]]
+# Starts the i-th run of one kind and waits for it: (seconds, started eagerly).
+StartRun = Callable[[int], Awaitable[tuple[float, bool]]]
 
 
-async def _one_at_a_time(runs: int, run: Run) -> tuple[list[float], int]:
+async def _one_at_a_time(runs: int, run: StartRun) -> tuple[list[float], int]:
     """Latencies of ``runs`` runs one after another (after a warm-up), and how many were eager."""
     for i in range(WARMUP_RUNS):
         await run(-1 - i)
@@ -56,7 +57,7 @@ async def anchors_section(bench: Bench) -> None:
     worker = Worker(client, task_queue=task_queue, workflows=[NineActivities, NineLocalActivities],
                     activities=[noop])
     async with worker:
-        def runner(workflow: str, tag: str, *, eager: bool = False) -> Run:
+        def runner(workflow: str, tag: str, *, eager: bool = False) -> StartRun:
             return lambda i: _one_run(client, workflow, f"{task_queue}-{tag}-{i}", task_queue, eager=eager)
 
         n = plan.anchor_runs
@@ -79,7 +80,7 @@ def _say_latency(bench: Bench, key: str, label: str, seconds: list[float]) -> No
     bench.report.record(**{f"{key}_p50_ms": p50 * 1000, f"{key}_p99_ms": p99 * 1000})
 
 
-async def _throughput(bench: Bench, run: Run) -> None:
+async def _throughput(bench: Bench, run: StartRun) -> None:
     """Regular anchor runs, ``in_flight`` at a time: runs/s and CPU per run."""
     plan, report = bench.plan, bench.report
     gate = asyncio.Semaphore(plan.in_flight)
@@ -95,10 +96,10 @@ async def _throughput(bench: Bench, run: Run) -> None:
     cpu = cpu_used(before, usage(bench.target.state_dir))
     per_second = plan.anchor_throughput_runs / wall
     bench.anchors["regular_runs_per_s"] = per_second
-    per_run = {name: cpu[name] for name in ("temporal", "bench") if cpu.get(name) is not None}
-    cpu_text = ", ".join(f"{name} {ms((seconds or 0) / plan.anchor_throughput_runs)}"
-                         for name, seconds in per_run.items())
+    per_run = {name: seconds / plan.anchor_throughput_runs
+               for name in ("temporal", "bench") if (seconds := cpu.get(name)) is not None}
+    cpu_text = ", ".join(f"{name} {ms(seconds)}" for name, seconds in per_run.items())
     label = f"(a) regular activities, {plan.in_flight} in flight ({plan.anchor_throughput_runs} runs)"
     report.say(f"{label:<56} {per_second:.2f} runs/s   CPU per run: {cpu_text or 'n/a'}")
-    report.record(regular_runs_per_s=per_second, regular_cpu_ms_per_run={
-        name: (seconds or 0) * 1000 / plan.anchor_throughput_runs for name, seconds in per_run.items()})
+    report.record(regular_runs_per_s=per_second,
+                  regular_cpu_ms_per_run={name: seconds * 1000 for name, seconds in per_run.items()})

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.loadgen import AUTHORIZATION_ENV
+from bench.plan import LoadChoice
 from bench.stack import pinned_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +145,7 @@ def load_cpu(api_pid: int | None, say: Callable[[str], None]) -> int | None:
     return cpu
 
 
-def choose(preference: Literal["auto", "wrk", "python"], *, api_pid: int | None,
+def choose(preference: LoadChoice, *, api_pid: int | None,
            say: Callable[[str], None]) -> LoadGenerator:
     """The load generator to use: wrk if wanted and available, else the Python one."""
     cpu = load_cpu(api_pid, say)

@@ -8,7 +8,7 @@ from typing import Literal
 from bench.report import Report
 from bench.stack import Target, Usage
 
-LoadGenerator = Literal["auto", "wrk", "python"]
+LoadChoice = Literal["auto", "wrk", "python"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Plan:
     connections: int = 10
     memory_runs: int = 0
     memory_every: int = 100
-    load_generator: LoadGenerator = "auto"
+    load_generator: LoadChoice = "auto"
     cleanup: bool = False
 
     def quick(self) -> Plan:

@@ -64,19 +64,24 @@ class Run:
         return self.observed - self.sent
 
     @property
+    def provision_steps(self) -> list[dict[str, Any]]:
+        return [s for s in self.steps if s.get("run_kind", "provision") == "provision"]
+
+    @property
+    def intervals(self) -> list[tuple[float, float]]:
+        """(started, completed) of each provisioning step that ran (epoch seconds)."""
+        return [(_ts(s["started_at"]), _ts(s["completed_at"])) for s in self.provision_steps
+                if s.get("started_at") and s.get("completed_at")]
+
+    @property
     def critical_path(self) -> float:
-        """Seconds during which at least one provisioning step ran (from the step rows)."""
-        return covered_seconds(
-            (_ts(s["started_at"]), _ts(s["completed_at"])) for s in self.steps
-            if s.get("run_kind", "provision") == "provision" and s.get("started_at") and s.get("completed_at")
-        )
+        """Seconds during which at least one provisioning step ran."""
+        return covered_seconds(self.intervals)
 
     @property
     def steps_total(self) -> float:
         """The provisioning steps' durations added up (what the issue's table calls 'the step rows')."""
-        return sum(_ts(s["completed_at"]) - _ts(s["started_at"]) for s in self.steps
-                   if s.get("run_kind", "provision") == "provision" and s.get("started_at")
-                   and s.get("completed_at"))
+        return sum(end - start for start, end in self.intervals)
 
     @property
     def mirror_latency(self) -> float:
@@ -157,7 +162,7 @@ async def provision(bench: Bench, api: httpx.AsyncClient, name: str, *, timeout:
 
 
 async def provision_many(bench: Bench, api: httpx.AsyncClient, names: Iterable[str], *, in_flight: int,
-                         on_done: Any = None) -> list[Run]:
+                         on_done: Callable[[Run], None] | None = None) -> list[Run]:
     """Provision ``names``, ``in_flight`` at a time; ``on_done(run)`` after each settles."""
     gate = asyncio.Semaphore(in_flight)
 
@@ -203,7 +208,7 @@ async def latency_section(bench: Bench) -> None:
     latency = [r.latency for r in done]
     path = [r.critical_path for r in done]
     overhead = [r.latency - r.critical_path for r in done]
-    steps = max(len([s for s in r.steps if s.get("run_kind", "provision") == "provision"]) for r in done)
+    steps = max(len(r.provision_steps) for r in done)
     mirrored = [r for r in done if r.online_at is not None]
     rows = [
         ("POST → online seen by the client", latency),
