@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "dev", ""}
@@ -167,6 +167,27 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="Bulk retry: pause between batches, so a fixed outage is not stormed."
     )
 
+    # Operator console (/console): who may log in, for how long, and where its run links point.
+    console_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="A console login password besides the API token (empty: only the API token logs in).",
+    )
+    console_session_hours: float = Field(
+        default=12.0, gt=0, description="How long a console login lasts before it must log in again."
+    )
+    temporal_ui_url: str = Field(
+        default="http://127.0.0.1:8233",
+        description="Temporal Web UI base URL (http or https); the console links every run there.",
+    )
+
+    @field_validator("temporal_ui_url")
+    @classmethod
+    def _web_url(cls, url: str) -> str:
+        # It becomes a link in the console: only a web address, never javascript: or data:.
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("temporal_ui_url must start with http:// or https://")
+        return url.rstrip("/")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.environment is Environment.PRODUCTION:
@@ -174,6 +195,9 @@ class Settings(BaseSettings):
                 value = getattr(self, name).get_secret_value()
                 if value.lower() in PLACEHOLDER_SECRETS or len(value) < 16:
                     raise ValueError(f"{name} must be set to a real secret in production")
+            console = self.console_password.get_secret_value()
+            if console and (console.lower() in PLACEHOLDER_SECRETS or len(console) < 16):
+                raise ValueError("console_password must be empty or a real secret in production")
         backend = self.graph_backend
         if backend is GraphBackend.NEO4J and not self.neo4j_uri:
             raise ValueError("graph_backend=neo4j needs TENANTFLOW_NEO4J_URI")

@@ -3,7 +3,6 @@ details; retry its failed step. ``{ref}`` is a project's id or name (``ProjectBy
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
@@ -20,7 +19,7 @@ from api.deps import (
     StoreDep,
     TemporalDep,
 )
-from api.provisioning import create_tenant, deprovision
+from api.provisioning import create_tenant, deprovision, retry_failed_step
 from api.schemas import (
     ConnectionOut,
     ProjectCreate,
@@ -31,14 +30,11 @@ from api.schemas import (
     StepOut,
     StepsOut,
 )
-from tenantflow.catalog import RETRY_UPDATE, ProjectKind, ProjectStatus, StepName
-from tenantflow.contracts import RetryRequest, RetryResult
+from tenantflow.catalog import ProjectKind, ProjectStatus, StepName
 from tenantflow.store import ProjectQuery
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireApiToken])
 
-# How long a retry waits for the workflow to take the update (a worker must be polling).
-RETRY_UPDATE_TIMEOUT = timedelta(seconds=30)
 # Idempotency keys live in one column with the webhook's ("user:<id>"): give clients their own space.
 CLIENT_KEY_PREFIX = "project:"
 
@@ -145,13 +141,8 @@ async def retry_project(
     project: ProjectByRefDep, temporal: TemporalDep, body: RetryCreate | None = None
 ) -> RetryAccepted:
     """Resume the run from its failed step (the workflow update ``retry_failed_step``)."""
-    handle = temporal.get_workflow_handle(project.workflow_id)
-    result = await handle.execute_update(
-        RETRY_UPDATE,
-        RetryRequest(reason=body.reason if body else "", requested_by="api"),
-        result_type=RetryResult,
-        rpc_timeout=RETRY_UPDATE_TIMEOUT,
-    )
+    reason = body.reason if body else ""
+    result = await retry_failed_step(temporal, project, requested_by="api", reason=reason)
     return RetryAccepted(retrying_step=result.step_name)
 
 
