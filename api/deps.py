@@ -1,4 +1,5 @@
 """What routes get injected: settings, the mirror store, the credential store, the Temporal client,
+the event hub (push updates),
 the API token check, and what several routes resolve the same way (a project from its ``{ref}``,
 a list's cursor, who is asking and from where).
 
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from api.events import EventHub
 from api.pagination import decode_cursor
 from tenantflow.credentials import CredentialStore
 from tenantflow.models import Project
@@ -43,10 +45,15 @@ def _credentials(request: Request) -> CredentialStore:
     return request.app.state.credentials
 
 
+def _events(request: Request) -> EventHub:
+    return request.app.state.events
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 CredentialsDep = Annotated[CredentialStore, Depends(_credentials)]
+EventHubDep = Annotated[EventHub, Depends(_events)]
 
 # auto_error=False: a missing header gets our 401 (with WWW-Authenticate), not FastAPI's default.
 _bearer = HTTPBearer(auto_error=False, description="The API token (TENANTFLOW_API_TOKEN).")

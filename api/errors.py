@@ -17,7 +17,8 @@ exception's MRO, so the most specific entry wins (``InvalidName`` before ``Perma
   "not found" means "no longer running"); UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED → 503;
   others → 502.
 - SQLAlchemy connection and pool errors → 503: the mirror database is unreachable.
-- ``pydantic.ValidationError`` from a body the route parses itself → 400 for bad JSON, else 422.
+- ``pydantic.ValidationError`` from a body the route parses itself, and FastAPI's
+  ``RequestValidationError`` → 400 when the body is not JSON at all, else 422.
 - ``WebhookNotConfigured`` → 503; ``WebhookRejected`` → 401.
 - ``InvalidName`` → 422; other ``PermanentError`` → 409; ``TransientError`` → 503.
 """
@@ -31,6 +32,8 @@ from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import ErrorDetails
 from sqlalchemy import exc as sa_exc
@@ -89,9 +92,12 @@ def _body_errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
     return [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in _validation_errors(exc)]
 
 
+NOT_JSON = "the request body is not valid JSON"
+
+
 def _validation_answer(exc: pydantic.ValidationError) -> Answer:
     if any(e["type"] == "json_invalid" for e in _validation_errors(exc)):
-        return Answer(status.HTTP_400_BAD_REQUEST, said("the request body is not valid JSON"))
+        return Answer(status.HTTP_400_BAD_REQUEST, said(NOT_JSON))
     return Answer(status.HTTP_422_UNPROCESSABLE_CONTENT, _body_errors)
 
 
@@ -142,7 +148,16 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
 
 
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, except for a body that is not JSON at all: that is a bad request (400)."""
+    assert isinstance(exc, RequestValidationError)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        return JSONResponse({"detail": NOT_JSON}, status_code=status.HTTP_400_BAD_REQUEST)
+    return await request_validation_exception_handler(request, exc)
+
+
 def install(app: FastAPI) -> None:
-    """Register the handler for every error ``to_http`` maps."""
+    """Register the handler for every error ``to_http`` maps, and for invalid requests."""
     for exc_type in HANDLED:
         app.add_exception_handler(exc_type, _handle)
+    app.add_exception_handler(RequestValidationError, _request_validation)

@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app`` builds it; the lifespan opens what routes share.
 
 Serve it with ``uvicorn api.main:app`` (settings from ``TENANTFLOW_*`` at start-up) or
-``uvicorn --factory api.main:create_app``. OpenAPI at ``/docs``.
+``uvicorn --factory api.main:create_app``. API docs at ``/docs`` and ``/redoc`` (local assets).
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import errors
+from api.docs import SWAGGER_UI_PARAMETERS, document_shared_errors
+from api.events import EventHub
 from api.routes import bulk, health, projects, users, webhooks
 from tenantflow.credentials import CredentialStore
 from tenantflow.crypto import Keyring
-from tenantflow.db import make_engine
+from tenantflow.db import libpq_url, make_engine
 from tenantflow.settings import Settings, get_settings
 from tenantflow.store import Store
 from tenantflow.temporal import connect
@@ -28,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or get_settings()
         engine = make_engine(resolved.database_url.get_secret_value())
+        events = EventHub(libpq_url(resolved.database_url.get_secret_value()))
         try:
             app.state.settings = resolved
             app.state.store = Store(engine)
@@ -35,19 +39,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 engine, Keyring(resolved.encryption_keys.get_secret_value())
             )
             app.state.temporal = await connect(resolved)
+            app.state.events = events
+            await events.start()
             yield
         finally:
+            await events.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load their scripts from the app, not from a CDN.
+    app = FastAPIOffline(
         title="tenantflow",
         summary="Durable tenant provisioning on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
     )
     errors.install(app)
     for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
         app.include_router(router)
+    document_shared_errors(app)
     return app
 
 

@@ -28,6 +28,25 @@ class ProjectStatus(StrEnum):
     DELETED = "deleted"  # everything it had is gone; the row stays for audit, the name is free
 
 
+# Statuses a tenant stays in until a person (or the platform) acts: a run watched for its end
+# (the event stream, a long poll, the CLI's --wait) is over when it reaches one of these.
+SETTLED_STATUSES: frozenset[str] = frozenset(
+    {ProjectStatus.ONLINE, ProjectStatus.FAILED, ProjectStatus.DELETED}
+)
+
+
+class EventKind(StrEnum):
+    """``project_events.kind``: what changed (the Server-Sent Events' ``event:`` field)."""
+
+    STEP = "step"  # a step row: its status, attempt or error
+    STATUS = "status"  # the tenant's status
+    END = "end"  # not stored: the stream's last message once the tenant is settled
+
+
+# The Postgres NOTIFY channel the mirror's triggers signal on (payload: the project id).
+EVENTS_CHANNEL = "tenantflow_events"
+
+
 class RunKind(StrEnum):
     """Which run a step row belongs to (``provisioning_steps.run_kind``)."""
 

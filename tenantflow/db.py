@@ -36,3 +36,8 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply the mirror's migrations (sync; run at start-up of the dev stack and in tests)."""
     command.upgrade(alembic_config(url), revision)
+
+
+def libpq_url(url: str) -> str:
+    """The same URL for psycopg itself (``postgresql://``), e.g. for a LISTEN connection."""
+    return "postgresql://" + async_url(url)[len("postgresql+psycopg://"):]

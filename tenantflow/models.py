@@ -25,7 +25,8 @@ from tenantflow.catalog import ProjectKind, ProjectStatus, RunKind, StepStatus
 
 # The enums live in tenantflow.catalog; re-exported for the modules that read rows.
 __all__ = [
-    "ConnectionRead", "Credential", "Project", "ProjectKind", "ProjectStatus", "ProvisioningStep",
+    "ConnectionRead", "Credential", "Project", "ProjectEvent", "ProjectKind", "ProjectStatus",
+    "ProvisioningStep",
     "ProvisioningStepAttempt", "StepStatus",
 ]
 
@@ -122,6 +123,19 @@ class ProvisioningStepAttempt(SQLModel, table=True):
     outcome: str | None = Field(default=None, sa_column=Column(String(20)))
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB(none_as_null=True)))
+
+
+class ProjectEvent(SQLModel, table=True):
+    """One change of a step row or of a tenant's status, appended by the triggers of migration 0004
+    (never by code), in commit order per project: what the event stream replays and follows."""
+
+    __tablename__ = "project_events"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
+    kind: str = Field(sa_column=Column(String(20), nullable=False))
+    data: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    at: datetime = _ts(nullable=False)
 
 
 class ConnectionRead(SQLModel, table=True):

@@ -44,6 +44,7 @@ from tenantflow.models import (
     ConnectionRead,
     Credential,
     Project,
+    ProjectEvent,
     ProjectStatus,
     ProvisioningStep,
     ProvisioningStepAttempt,
@@ -56,6 +57,7 @@ S = ProvisioningStep.__table__  # type: ignore[attr-defined]
 A = ProvisioningStepAttempt.__table__  # type: ignore[attr-defined]
 C = Credential.__table__  # type: ignore[attr-defined]
 R = ConnectionRead.__table__  # type: ignore[attr-defined]
+E = ProjectEvent.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, order=True)
@@ -91,6 +93,15 @@ def _pending_steps(project_id: uuid.UUID, steps: Sequence[str]) -> list[dict[str
 class Created:
     project: Project
     created: bool
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """A project's events after some id, and its status read just before them: when ``events`` is
+    empty, ``status`` is the status after every event the reader has seen."""
+
+    status: str
+    events: list[ProjectEvent]
 
 
 @dataclass(frozen=True)
@@ -361,6 +372,23 @@ class Store:
             values["status_seq"] = seq
         async with self._write() as conn:
             await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
+
+    # ------------------------------------------------------------ events
+    async def events_after(self, project_id: uuid.UUID, after: int, *, limit: int = 200) -> EventBatch:
+        """The project's events with an id above ``after``, oldest first, at most ``limit``.
+
+        The status is read first: every event of the change that set it has committed by then
+        (the triggers write both in one transaction), so an empty batch with a settled status
+        means the reader has seen everything up to that status."""
+        async with self._read() as conn:
+            status = (await conn.execute(select(P.c.status).where(P.c.id == project_id))).scalar_one()
+            rows = (
+                await conn.execute(
+                    select(E).where(E.c.project_id == project_id, E.c.id > after)
+                    .order_by(E.c.id).limit(limit)
+                )
+            ).mappings().all()
+        return EventBatch(status, [ProjectEvent(**r) for r in rows])
 
     # ------------------------------------------------------------ audit
     async def record_connection_read(self, project_id: uuid.UUID, *, actor: str, client: str | None) -> None:

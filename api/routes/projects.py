@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi.sse import EventSourceResponse
 
 from api.connection import connection_details
 from api.deps import (
@@ -13,12 +14,14 @@ from api.deps import (
     ClientHostDep,
     CredentialsDep,
     CursorDep,
+    EventHubDep,
     ProjectByRefDep,
     RequireApiToken,
     SettingsDep,
     StoreDep,
     TemporalDep,
 )
+from api.events import event_stream_response, project_events, wait_for_status
 from api.provisioning import create_tenant, deprovision, retry_failed_step
 from api.schemas import (
     ConnectionOut,
@@ -39,6 +42,9 @@ router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[Requi
 CLIENT_KEY_PREFIX = "project:"
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No project with this id or name."}}
+# Event ids are bigints; anything larger is not an id we made.
+MAX_EVENT_ID = 2**63 - 1
+LONG_POLL_MAX_SECONDS = 60
 
 
 @router.post(
@@ -97,9 +103,62 @@ async def list_projects(
 
 
 @router.get("/{ref}", response_model=ProjectDetail, responses=_NOT_FOUND)
-async def get_project(project: ProjectByRefDep, store: StoreDep) -> ProjectDetail:
-    """Status, steps in catalog order, and graph connection info (never a password)."""
+async def get_project(
+    project: ProjectByRefDep,
+    store: StoreDep,
+    hub: EventHubDep,
+    wait_for: Annotated[
+        ProjectStatus | None,
+        Query(description="Long poll: answer once the status is this one or settled "
+                          "(online, failed, deleted), or when `timeout` runs out."),
+    ] = None,
+    timeout: Annotated[
+        float, Query(gt=0, le=LONG_POLL_MAX_SECONDS, description="Seconds a `wait_for` may wait.")
+    ] = 30,
+) -> ProjectDetail:
+    """Status, steps in catalog order, and graph connection info (never a password).
+
+    With ``wait_for``, a long poll: the answer comes when the tenant reaches that status (or one it
+    cannot leave without a person), or after ``timeout`` seconds with its state then; the client
+    checks ``status``. A client that wants every step as it happens uses ``/events`` instead."""
+    if wait_for is not None:
+        project = await wait_for_status(hub, store, project, wait_for, timeout=timeout)
     return ProjectDetail.from_rows(project, await store.get_steps(project.id))
+
+
+@router.get(
+    "/{ref}/events",
+    # The route returns its own streaming response (api.events): declared here for the OpenAPI.
+    response_class=Response,
+    responses={**_NOT_FOUND, 200: {
+        "description": "Server-Sent Events: `step` and `status` events as they happen, then `end`.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }},
+)
+async def get_events(
+    project: ProjectByRefDep,
+    store: StoreDep,
+    hub: EventHubDep,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, le=MAX_EVENT_ID,
+               description="Resume after this event (browsers send it when they reconnect)."),
+    ] = None,
+    after: Annotated[
+        int | None,
+        Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID,
+              description="The same as the Last-Event-ID header, for clients that cannot set one."),
+    ] = None,
+) -> EventSourceResponse:
+    """The tenant's step and status changes as they happen (Server-Sent Events).
+
+    ``step`` events carry the step row (status, attempt, generation, retry count, times, last
+    error), ``status`` events the tenant's status; each has an increasing ``id``. Without
+    ``Last-Event-ID`` the stream replays the tenant's history from its first event. Once everything
+    is sent and the tenant is settled (``online``, ``failed``, ``deleted``) an ``end`` event follows
+    and the stream closes."""
+    resume = last_event_id if last_event_id is not None else after
+    return event_stream_response(project_events(hub, store, project.id, after=resume or 0))
 
 
 @router.get("/{ref}/steps", response_model=StepsOut, responses=_NOT_FOUND)
