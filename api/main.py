@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import errors
+from api import console, errors
 from api.docs import SWAGGER_UI_PARAMETERS, document_shared_errors
 from api.events import EventHub
 from api.routes import bulk, health, projects, users, webhooks
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
         app.include_router(router)
     document_shared_errors(app)
+    console.install(app)
     return app
 
 

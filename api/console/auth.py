@@ -144,7 +144,8 @@ def new_session(settings: Settings, *, now: float | None = None) -> tuple[str, S
     key = console_key(settings)
     sid = secrets.token_urlsafe(18)
     expires_at = int((time.time() if now is None else now) + settings.console_session_hours * 3600)
-    return seal(key, "session", {"sid": sid, "exp": expires_at}), Session(sid, expires_at, csrf_token(key, sid))
+    session = Session(sid, expires_at, csrf_token(key, sid))
+    return seal(key, "session", {"sid": sid, "exp": expires_at}), session
 
 
 def read_session(settings: Settings, value: str | None, *, now: float | None = None) -> Session | None:

@@ -16,8 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import jinja2
-import pydantic
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Form, Header, HTTPException, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -25,11 +24,11 @@ from fastapi.templating import Jinja2Templates
 from api import errors
 from api.console import views
 from api.console.auth import (
-    FLASH_COOKIE,
     FAILED_LOGIN_DELAY,
+    FLASH_COOKIE,
     FlashKind,
-    FormSessionDep,
     Forbidden,
+    FormSessionDep,
     FragmentSessionDep,
     LoginRequired,
     MaybeSessionDep,
@@ -44,17 +43,19 @@ from api.console.auth import (
     set_session_cookie,
     take_flash,
 )
-from api.deps import SettingsDep, StoreDep, TemporalDep
+from api.deps import EventHubDep, SettingsDep, StoreDep, TemporalDep
+from api.events import event_stream_response, project_events
 from api.pagination import decode_cursor, encode_cursor
 from api.provisioning import create_tenant, deprovision, retry_failed_step
 from api.schemas import ProjectCreate
-from tenantflow.catalog import ProjectKind, ProjectStatus
+from tenantflow.catalog import ProjectKind, ProjectStatus, RunKind
 from tenantflow.models import Project
 from tenantflow.settings import Settings
 from tenantflow.store import ProjectQuery, Store
 
 HERE = FilePath(__file__).resolve().parent
 PAGE_SIZE = 50
+MAX_EVENT_ID = 2**63 - 1
 # Every console response: never cached, never framed, scripts and styles from this app only.
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -65,13 +66,15 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 # What an action may raise that has an answer for people: the API's HTTP errors and every error
-# ``api.errors`` maps (Temporal refusals, an unreachable mirror, an invalid name...).
+# ``api.errors`` maps (Temporal refusals, an unreachable mirror, a name ``ProjectCreate`` refuses...).
 ACTION_ERRORS: tuple[type[Exception], ...] = (HTTPException, *errors.HANDLED)
 
 templates = Jinja2Templates(env=jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
 ))
-templates.env.filters.update(duration=views.duration, timestamp=views.timestamp, pretty_json=views.pretty_json)
+templates.env.filters.update(
+    duration=views.duration, timestamp=views.timestamp, pretty_json=views.pretty_json
+)
 templates.env.globals.update(span=views.span)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -142,8 +145,13 @@ def error_text(exc: Exception) -> str:
     return str(detail)
 
 
-def tenant_url(project: Project, suffix: str = "") -> str:
-    return f"{router.prefix}/tenants/{project.id}{suffix}"
+def tenant_url(project: Project) -> str:
+    return f"{router.prefix}/tenants/{project.id}"
+
+
+def back(request: Request, settings: Settings, project: Project, kind: FlashKind, text: str) -> Response:
+    """303 to the tenant's page, saying what the action did (or why not)."""
+    return redirect(request, settings, tenant_url(project), (kind, text))
 
 
 # ----------------------------------------------------------------------------------------- login
@@ -243,16 +251,18 @@ async def create(
     try:
         wanted = ProjectCreate(name=name.strip()).name
         created = await create_tenant(store, temporal, settings, name=wanted, kind=ProjectKind.PROJECT)
-    except (pydantic.ValidationError, *ACTION_ERRORS) as exc:
+    except ACTION_ERRORS as exc:
         return redirect(request, settings, router.prefix, ("error", f"Not created: {error_text(exc)}"))
     project = created.project
     said = (f"Created {project.name}: provisioning has started." if created.created
             else f"{project.name} exists already (status {project.status}).")
-    return redirect(request, settings, tenant_url(project), ("ok", said))
+    return back(request, settings, project, "ok", said)
 
 
 # ------------------------------------------------------------------------------ a tenant's page
-async def tenant_context(settings: Settings, store: Store, project: Project, *, timeline: bool) -> dict[str, Any]:
+async def tenant_context(
+    settings: Settings, store: Store, project: Project, *, timeline: bool
+) -> dict[str, Any]:
     rows = await store.get_steps(project.id)
     summary = (await store.step_summaries([project.id])).get(project.id)
     context: dict[str, Any] = {"header": views.Header.of(settings, project, rows, summary)}
@@ -268,7 +278,8 @@ async def tenant_page(
 ) -> Response:
     """Header, buttons and the step timeline; live (Server-Sent Events) while a run is in flight."""
     context = await tenant_context(settings, store, project, timeline=True)
-    return page(request, settings, "tenant.html", {**context, "base_url": tenant_url(project)}, session=session)
+    context["base_url"] = tenant_url(project)
+    return page(request, settings, "tenant.html", context, session=session)
 
 
 @router.get("/tenants/{ref}/timeline")
@@ -287,6 +298,16 @@ async def header_fragment(
     return fragment(request, "_header.html", {**context, "session": session})
 
 
+@router.get("/tenants/{ref}/events")
+async def events(
+    session: FragmentSessionDep, project: TenantDep, store: StoreDep, hub: EventHubDep,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_EVENT_ID)] = None,
+) -> Response:
+    """The tenant's events, as ``GET /v1/projects/{ref}/events`` sends them, for the page's
+    ``EventSource`` (which has the login cookie, not the API token)."""
+    return event_stream_response(project_events(hub, store, project.id, after=last_event_id or 0))
+
+
 # --------------------------------------------------------------------------------------- actions
 @router.post("/tenants/{ref}/retry")
 async def retry(
@@ -296,14 +317,12 @@ async def retry(
     """Resume the run that waits on a failed step (the teardown's, if that is the one waiting)."""
     waiting = views.Actions.of(project, await store.get_steps(project.id)).retry
     try:
-        result = await retry_failed_step(
-            temporal, project, requested_by="console", reason="console retry",
-            **({"run_kind": waiting} if waiting else {}),
-        )
+        result = await retry_failed_step(temporal, project, requested_by="console", reason="console retry",
+                                         run_kind=waiting or RunKind.PROVISION)
     except ACTION_ERRORS as exc:
-        return redirect(request, settings, tenant_url(project), ("error", f"Retry refused: {error_text(exc)}"))
-    return redirect(request, settings, tenant_url(project),
-                    ("ok", f"Retrying {result.step_name}: the run resumes from that step."))
+        return back(request, settings, project, "error", f"Retry refused: {error_text(exc)}")
+    return back(request, settings, project, "ok",
+                f"Retrying {result.step_name}: the run resumes from that step.")
 
 
 @router.post("/tenants/{ref}/cancel")
@@ -314,14 +333,13 @@ async def cancel(
     """Stop a provisioning that has not finished and remove what it made (as the API's cancel)."""
     if project.status in (ProjectStatus.ONLINE, ProjectStatus.DELETED):
         hint = "; Delete removes it" if project.status == ProjectStatus.ONLINE else ""
-        return redirect(request, settings, tenant_url(project),
-                        ("error", f"Nothing to cancel: the tenant is {project.status}{hint}."))
+        said = f"Nothing to cancel: the tenant is {project.status}{hint}."
+        return back(request, settings, project, "error", said)
     try:
         await deprovision(store, temporal, settings, project)
     except ACTION_ERRORS as exc:
-        return redirect(request, settings, tenant_url(project), ("error", f"Cancel failed: {error_text(exc)}"))
-    return redirect(request, settings, tenant_url(project),
-                    ("ok", "Cancelled: what the provisioning made is being removed."))
+        return back(request, settings, project, "error", f"Cancel failed: {error_text(exc)}")
+    return back(request, settings, project, "ok", "Cancelled: what the provisioning made is being removed.")
 
 
 @router.get("/tenants/{ref}/delete")
@@ -343,13 +361,13 @@ async def delete(
         return page(request, settings, "delete.html", {"project": project, "error": error},
                     session=session, status_code=400)
     if project.status == ProjectStatus.DELETED:
-        return redirect(request, settings, tenant_url(project), ("ok", f"{project.name} is deleted already."))
+        return back(request, settings, project, "ok", f"{project.name} is deleted already.")
     try:
         await deprovision(store, temporal, settings, project)
     except ACTION_ERRORS as exc:
-        return redirect(request, settings, tenant_url(project), ("error", f"Delete failed: {error_text(exc)}"))
-    return redirect(request, settings, tenant_url(project),
-                    ("ok", f"Deleting {project.name}: its resources are being removed, newest first."))
+        return back(request, settings, project, "error", f"Delete failed: {error_text(exc)}")
+    return back(request, settings, project, "ok",
+                f"Deleting {project.name}: its resources are being removed, newest first.")
 
 
 # ---------------------------------------------------------------------------------- installation

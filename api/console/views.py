@@ -13,12 +13,12 @@ from typing import Any
 from urllib.parse import quote
 
 from api.schemas import StepOut
-from tenantflow.catalog import ProjectStatus, RunKind, StepStatus
+from tenantflow.catalog import SETTLED_STATUSES, ProjectStatus, RunKind, StepStatus
 from tenantflow.models import Project, ProvisioningStep, ProvisioningStepAttempt, utcnow
 from tenantflow.settings import Settings
 from tenantflow.store import StepSummary, deprovision_workflow_id
 
-# Statuses that change without anybody acting: a tenant page listens for events only then.
+# A run is under way: the status changes without anybody acting.
 IN_FLIGHT: tuple[ProjectStatus, ...] = (
     ProjectStatus.PENDING, ProjectStatus.PROVISIONING, ProjectStatus.DEPROVISIONING,
 )
@@ -228,5 +228,6 @@ class Header:
             time_to_online=duration(between(project.created_at, summary.online_at if summary else None)),
             runs=runs,
             actions=Actions.of(project, rows),
-            live=project.status in IN_FLIGHT,
+            # The event stream ends at a settled status: the page listens only before.
+            live=project.status not in SETTLED_STATUSES,
         )
