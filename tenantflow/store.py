@@ -12,6 +12,7 @@ the mirror never goes back to a state that is over. An unreachable database is r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -134,6 +135,17 @@ class ProjectSlice:
 
     projects: list[Project]
     next_after: Keyset | None
+
+
+def newest_first_statement(query: ProjectQuery) -> Select[Any]:
+    """``project_page_statement`` walked backwards: newest first, the page starting before
+    ``query.after`` (the same indexes, scanned backwards)."""
+    statement = project_page_statement(dataclasses.replace(query, after=None))
+    if query.after is not None:
+        statement = statement.where(
+            tuple_(P.c.created_at, P.c.id) < tuple_(query.after.created_at, query.after.id)
+        )
+    return statement.order_by(None).order_by(P.c.created_at.desc(), P.c.id.desc())
 
 
 @dataclass(frozen=True)
@@ -312,6 +324,14 @@ class Store:
         projects = [Project(**r) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         return ProjectSlice(projects, Keyset.of(projects[-1]) if more else None)
+
+    async def list_projects_newest_first(self, query: ProjectQuery) -> ProjectSlice:
+        """``list_projects`` in the other direction: the newest tenants first, then older pages
+        (``query.after``: the last, oldest row of the previous page)."""
+        async with self._read() as conn:
+            rows = (await conn.execute(newest_first_statement(query))).mappings().all()
+        projects = [Project(**r) for r in rows[: query.limit]]
+        return ProjectSlice(projects, Keyset.of(projects[-1]) if len(rows) > query.limit else None)
 
     async def count_by_status(self) -> dict[str, int]:
         """How many tenants have each status (statuses that no tenant has are missing)."""

@@ -73,7 +73,8 @@ templates = Jinja2Templates(env=jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
 ))
 templates.env.filters.update(
-    duration=views.duration, timestamp=views.timestamp, pretty_json=views.pretty_json
+    duration=views.duration, timestamp=views.timestamp, pretty_json=views.pretty_json,
+    compact_json=views.compact_json,
 )
 templates.env.globals.update(span=views.span)
 
@@ -214,7 +215,7 @@ async def list_context(store: Store, filters: dict[str, str], query: ProjectQuer
     rows: Sequence[views.TenantRow] = []
     next_url = None
     if query is not None:
-        found = await store.list_projects(query)
+        found = await store.list_projects_newest_first(query)
         summaries = await store.step_summaries([p.id for p in found.projects])
         rows = views.tenant_rows(found.projects, summaries)
         if found.next_after is not None:
@@ -230,7 +231,7 @@ async def tenants(
     request: Request, session: PageSessionDep, settings: SettingsDep, store: StoreDep,
     status: str = "", kind: str = "", name: str = "", cursor: str = "",
 ) -> Response:
-    """Counts per status, the create form, the filters, and one page of tenants (oldest first)."""
+    """Counts per status, the create form, the filters, and one page of tenants (newest first)."""
     filters = {"status": status, "kind": kind, "name": name.strip()}
     try:
         query: ProjectQuery | None = list_query(status, kind, filters["name"], cursor)

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from api.schemas import StepOut
-from tenantflow.catalog import SETTLED_STATUSES, ProjectStatus, RunKind, StepStatus
+from tenantflow.catalog import SETTLED_STATUSES, AttemptOutcome, ProjectStatus, RunKind, StepStatus
 from tenantflow.models import Project, ProvisioningStep, ProvisioningStepAttempt, utcnow
 from tenantflow.settings import Settings
 from tenantflow.store import StepSummary, deprovision_workflow_id
@@ -60,6 +60,11 @@ def timestamp(moment: datetime | None) -> str:
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def compact_json(value: Any) -> str:
+    """One line, to summarise a result before it is opened."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def temporal_run_url(settings: Settings, workflow_id: str) -> str:
@@ -133,6 +138,13 @@ class StepView:
     state: str  # the badge: the step's status, or ``retrying`` (pending after a failed attempt)
 
     @property
+    def has_history(self) -> bool:
+        """Whether the attempts tell more than the row: a retry, or an attempt that did not succeed."""
+        attempts = self.step.attempts or []
+        quiet = (AttemptOutcome.SUCCESS, AttemptOutcome.SKIPPED, None)  # None: still running
+        return len(attempts) > 1 or any(a.outcome not in quiet for a in attempts)
+
+    @property
     def skip_reason(self) -> str | None:
         reason = (self.step.result or {}).get("skip_reason")
         return str(reason) if reason else None
@@ -149,10 +161,20 @@ class RunView:
     steps: list[StepView]
 
 
-def step_view(step: StepOut, *, now: datetime) -> StepView:
+def step_view(step: StepOut, *, now: datetime, run_active: bool) -> StepView:
+    """``retrying``: pending with an error while its run goes on (Temporal tries again); in a run
+    that is over, such a step is just pending (e.g. cancelled by a deletion, its error says so)."""
     end = step.completed_at if step.status != StepStatus.RUNNING else now
-    state = "retrying" if step.status == StepStatus.PENDING and step.error_message else str(step.status)
+    retrying = run_active and step.status == StepStatus.PENDING and step.error_message
+    state = "retrying" if retrying else str(step.status)
     return StepView(step=step, duration=duration(between(step.started_at, end)), state=state)
+
+
+def active_run(project: Project) -> RunKind | None:
+    """The run under way (None: nothing runs, or a run waits for a person)."""
+    if project.status in (ProjectStatus.PENDING, ProjectStatus.PROVISIONING):
+        return RunKind.PROVISION
+    return RunKind.DEPROVISION if project.status == ProjectStatus.DEPROVISIONING else None
 
 
 def run_workflow_id(project: Project, kind: RunKind) -> str:
@@ -171,7 +193,8 @@ def timeline(
     steps = StepOut.from_rows(project.kind, rows, attempts)
     runs = []
     for kind in RunKind:
-        mine = [step_view(s, now=moment) for s in steps if s.run_kind == kind]
+        active = active_run(project) == kind
+        mine = [step_view(s, now=moment, run_active=active) for s in steps if s.run_kind == kind]
         if mine:
             wid = run_workflow_id(project, kind)
             runs.append(RunView(kind, RUN_TITLES[kind], wid, temporal_run_url(settings, wid), mine))

@@ -66,7 +66,7 @@ async def test_the_list_counts_filters_and_shows_the_failed_step(
     await log_in(console)
 
     page = (await console.get("/console", params={"name": p})).text
-    assert listed_names(page) == [f"{p}-a", f"{p}-b", f"{p}-u"]
+    assert listed_names(page) == [f"{p}-u", f"{p}-b", f"{p}-a"]  # newest first
     failed_row = row_of(page, f"{p}-a")
     assert "generate_api_keys" in failed_row and "keys &lt;refused&gt;" in failed_row  # escaped
     assert 'class="badge status-failed">failed<' in failed_row
@@ -97,7 +97,7 @@ async def test_bad_filters_are_a_400_page_saying_what_is_wrong(console: httpx.As
         assert said in html.unescape(response.text)
 
 
-async def test_the_list_pages_with_the_keyset_cursor(
+async def test_the_list_pages_newest_first_with_the_keyset_cursor(
     console: httpx.AsyncClient, deps: Deps, tenant_name: Callable[[], str],
 ) -> None:
     p = tenant_name()
@@ -105,11 +105,12 @@ async def test_the_list_pages_with_the_keyset_cursor(
     for name in names:
         await deps.store.create_project(name=name, kind=ProjectKind.PROJECT, steps=PROJECT_STEP_NAMES)
     await log_in(console)
+    newest_first = names[::-1]
     first = (await console.get("/console", params={"name": p})).text
-    assert listed_names(first) == names[:PAGE_SIZE]
+    assert listed_names(first) == newest_first[:PAGE_SIZE]
     [next_url] = re.findall(r'<a href="([^"]+)">next page', first)
     second = (await console.get(html.unescape(next_url))).text
-    assert listed_names(second) == names[PAGE_SIZE:]
+    assert listed_names(second) == newest_first[PAGE_SIZE:]
     assert "next page" not in second and "first page" in second
 
 
@@ -157,8 +158,9 @@ async def test_a_failed_step_shows_its_error_and_retry_resumes_the_run(
     page = (await console.get(tenant)).text
     assert 'class="badge status-online">online<' in page
     assert 'id="retry"' not in page and 'id="cancel"' not in page and 'id="delete"' in page
-    attempts = re.search(r'data-step="generate_api_keys".*?<summary>(\d+) attempts?</summary>', page, re.S)
-    assert attempts and attempts.group(1) == "2"
+    history = re.search(r'data-step="generate_api_keys".*?<details class="attempts">(.*?)</ol>', page, re.S)
+    assert history and "2 attempts" in history.group(1)
+    assert history.group(1).count("<li>") == 2 and "scripted failure" in history.group(1)
     again = await follow(console, await console.post(f"{tenant}/retry", data={"csrf_token": token}))
     assert flash_of(again) == ("error: Retry refused: the provisioning run is not running (it has finished)")
     cancel = await follow(console, await console.post(f"{tenant}/cancel", data={"csrf_token": token}))

@@ -37,11 +37,12 @@
       });
   }
 
-  // One refresh at a time; events arriving meanwhile ask for exactly one more.
+  // One refresh at a time; events arriving meanwhile ask for exactly one more. The promise
+  // settles once the page shows everything asked for so far.
   function refresh() {
     if (running) {
       again = true;
-      return;
+      return running;
     }
     running = Promise.all([load("timeline", "/timeline"), load("tenant-header", "/header")])
       .catch(function (error) {
@@ -51,20 +52,25 @@
         running = null;
         if (again) {
           again = false;
-          refresh();
+          return refresh();
         }
       });
+    return running;
   }
 
   var source = new EventSource(base + "/events");
   indicator.hidden = false;
   source.addEventListener("step", refresh);
   source.addEventListener("status", refresh);
+  // The run has settled: one last refresh, then the page is still.
   source.addEventListener("end", function () {
     source.close();
-    indicator.hidden = true;
-    tenant.removeAttribute("data-live");
-    refresh();
+    refresh().then(function () {
+      indicator.hidden = true;
+      tenant.removeAttribute("data-live");
+      // What the last action started is over; the page itself now says how it ended.
+      document.querySelectorAll(".flash-ok").forEach(function (done) { done.remove(); });
+    });
   });
   source.addEventListener("error", function () {
     if (source.readyState === EventSource.CLOSED) {
