@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from activities.deps import Deps
 from api.console.auth import FAILED_LOGIN_DELAY, SESSION_COOKIE, new_session
@@ -26,6 +27,22 @@ LIVE_PARTS = ["/console/tenants/some-name/timeline", "/console/tenants/some-name
 
 def set_cookie_headers(response: httpx.Response, name: str) -> list[str]:
     return [h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}=")]
+
+
+# --------------------------------------------------------------------------------------- settings
+def test_the_console_settings_refuse_a_weak_password_in_production_and_a_non_web_ui_link(
+    make_settings: Callable[..., Settings],
+) -> None:
+    production = {"environment": "production", "api_token": "a-real-api-token-0123456789",
+                  "encryption_keys": "k1:" + "x" * 40, "webhook_secret": "a-real-webhook-secret-123"}
+    with pytest.raises(ValidationError, match="console_password"):
+        make_settings(**production, console_password="password")
+    assert make_settings(**production, console_password="").console_password.get_secret_value() == ""
+    for url in ("javascript:alert(1)", "data:text/html,x", "127.0.0.1:8233"):
+        with pytest.raises(ValidationError, match="temporal_ui_url"):
+            make_settings(temporal_ui_url=url)
+    # A trailing slash would double in the links.
+    assert make_settings(temporal_ui_url="https://temporal.example/").temporal_ui_url == "https://temporal.example"
 
 
 # ------------------------------------------------------------------------------------------ login
