@@ -166,9 +166,10 @@ def shot(browser: Chrome, name: str) -> None:
         browser.set_window_size(size["width"], size["height"])
 
 
-async def in_browser(flow: Callable[[], None]) -> None:
-    """Run the (blocking) browser flow off the event loop, where the worker runs meanwhile."""
-    await asyncio.to_thread(flow)
+async def with_worker(run_worker: Any, settings: Settings, flow: Callable[[], None]) -> None:
+    """Run the (blocking) browser flow in a thread while the real worker runs on the event loop."""
+    async with run_worker(settings):
+        await asyncio.to_thread(flow)
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -217,8 +218,7 @@ async def test_log_in_create_a_tenant_and_watch_its_steps_turn_green_live_then_l
         browser.get(url)
         assert browser.current_url == f"{url}/login"
 
-    async with run_worker(settings):
-        await in_browser(flow)
+    await with_worker(run_worker, settings, flow)
 
 
 async def test_a_failed_step_shows_its_error_and_retry_finishes_the_run(
@@ -268,8 +268,7 @@ async def test_a_failed_step_shows_its_error_and_retry_finishes_the_run(
         assert "failed" in row.text and "register_storage_service" in row.text and "quota" in row.text
         shot(browser, "list-waiting")
 
-    async with run_worker(settings):
-        await in_browser(flow)
+    await with_worker(run_worker, settings, flow)
 
 
 async def test_delete_asks_for_the_name_and_cancel_for_a_confirmation_then_the_teardown_runs_live(
@@ -341,6 +340,5 @@ async def test_delete_asks_for_the_name_and_cancel_for_a_confirmation_then_the_t
         browser.get(f"{url}/tenants/{busy}")  # the hung step ends; its run finishes
         wait(browser, online, f"{busy} online")
 
-    async with run_worker(settings):
-        await in_browser(flow)
+    await with_worker(run_worker, settings, flow)
 
