@@ -25,6 +25,7 @@ COPY activities ./activities
 COPY api ./api
 COPY devstack ./devstack
 COPY standins ./standins
+COPY cli ./cli
 RUN pip install --no-deps . \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tenantflow
 

@@ -19,14 +19,18 @@ from activities.bulk import BulkActivities
 from activities.deps import Deps
 from activities.graph import GraphActivities
 from activities.keys import KeyActivities
+from activities.notify import NotifyActivities
 from activities.project import ProjectActivities
 from activities.services import ServiceActivities
 from activities.tenant_postgres import TenantPostgresActivities
 from activities.verify import VerifyActivities
+from tenantflow import telemetry
+from tenantflow.reconcile import Reconciler
 from tenantflow.settings import Settings, get_settings
 from tenantflow.temporal import connect
 from workflows.bulk_retry import RetryFailedWorkflow
 from workflows.deprovision import DeprovisionProjectWorkflow, DeprovisionUserWorkflow
+from workflows.events import DeliverEventWorkflow
 from workflows.project import ProvisionProjectWorkflow
 from workflows.user import ProvisionUserWorkflow
 
@@ -36,6 +40,7 @@ WORKFLOWS: list[type] = [
     DeprovisionProjectWorkflow,
     DeprovisionUserWorkflow,
     RetryFailedWorkflow,
+    DeliverEventWorkflow,
 ]
 
 
@@ -48,6 +53,7 @@ def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
     keys = KeyActivities(deps)
     services = ServiceActivities(deps)
     verify = VerifyActivities(deps)
+    notify = NotifyActivities(deps)
     return [
         project.begin_provisioning,
         project.set_project_status,
@@ -70,6 +76,7 @@ def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
         keys.delete_api_keys,
         graph.drop_graph_database,
         tenant_pg.drop_tenant_database,
+        notify.deliver_event,
     ]
 
 
@@ -91,16 +98,21 @@ async def main() -> None:
     logging.getLogger("neo4j").setLevel(logging.INFO)
     settings = get_settings()
     deps = Deps.from_settings(settings)
-    client = await connect(settings)
+    client = await connect(settings, runtime=telemetry.worker_runtime(settings))
+    if settings.worker_metrics_address:
+        logging.info("Temporal SDK metrics at http://%s/metrics", settings.worker_metrics_address)
+    if settings.otel_exporter_otlp_endpoint:
+        logging.info("tracing runs to %s", settings.otel_exporter_otlp_endpoint)
     worker = build_worker(client, settings, deps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reconciler = Reconciler(deps.store, client, settings)
     async with worker:
         logging.info("worker polling task queue %r on %s", settings.task_queue,
                      settings.temporal_address)
-        await stop.wait()
+        await reconciler.run_forever(stop)
     await deps.aclose()
 
 

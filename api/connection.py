@@ -34,7 +34,7 @@ async def connection_details(
         )
     return ConnectionOut(
         postgres=await _postgres(project, settings, credentials),
-        graph=await _graph(project, credentials),
+        graph=await _graph(project, settings, credentials),
         keys=await _keys(project, credentials),
     )
 
@@ -52,11 +52,13 @@ async def _postgres(
     )
 
 
-async def _graph(project: Project, credentials: CredentialStore) -> GraphConnection | None:
+async def _graph(
+    project: Project, settings: Settings, credentials: CredentialStore
+) -> GraphConnection | None:
     # No backend recorded: the graph steps were skipped (no graph platform configured).
     if project.graph_backend is None:
         return None
-    shared = _shares_the_admin_login(project)
+    shared = _shares_the_admin_login(project, settings)
     return GraphConnection(
         backend=project.graph_backend, uri=project.graph_uri, http_uri=project.graph_http_uri,
         database=project.graph_database, username=project.graph_username,
@@ -65,14 +67,17 @@ async def _graph(project: Project, credentials: CredentialStore) -> GraphConnect
     )
 
 
-def _shares_the_admin_login(project: Project) -> str | None:
+def _shares_the_admin_login(project: Project, settings: Settings) -> str | None:
     """Why the tenant's stored graph credential must not leave tenantflow, or None.
 
-    On ArcadeDB and in Neo4j's Community fallback the tenant's graph is reached with the server's
-    own admin login (there is no per-tenant user yet): handing it out would open every tenant's
-    graph. tenantflow's own client factory (``tenantflow.graph_clients``) still uses it, scoped.
+    In Neo4j's Community fallback (no users per database there), and on an ArcadeDB tenant made
+    before per-tenant users until its ``create_graph_database`` runs again, the tenant's graph is
+    reached with the server's own admin login: handing it out would open every tenant's graph.
+    tenantflow's own client factory (``tenantflow.graph_clients``) still uses it, scoped.
     """
-    if project.graph_backend == GraphBackend.ARCADEDB or project.graph_mode == GraphMode.COMMUNITY_FALLBACK:
+    legacy_arcadedb = (project.graph_backend == GraphBackend.ARCADEDB
+                       and project.graph_username == settings.arcadedb_user)
+    if legacy_arcadedb or project.graph_mode == GraphMode.COMMUNITY_FALLBACK:
         return "the graph server's shared admin login is not given out (no per-tenant user on this backend)"
     return None
 

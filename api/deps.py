@@ -1,7 +1,8 @@
 """What routes get injected: settings, the mirror store, the credential store, the Temporal client,
-the event hub (push updates),
-the API token check, and what several routes resolve the same way (a project from its ``{ref}``,
-a list's cursor, who is asking and from where).
+the event hub (push updates), the API key store; who is calling (``PrincipalDep``: an API key or
+the settings' bootstrap token) and the scope checks (``RequireRead`` / ``RequireWrite`` /
+``RequireAdmin``); and what several routes resolve the same way (a project from its ``{ref}``, a
+list's cursor, where the caller is).
 
 The lifespan (``api.main``) puts the shared objects on ``app.state``; these dependencies hand them
 to routes as ``Annotated`` types, so a route declares ``store: StoreDep`` and never builds one.
@@ -10,7 +11,8 @@ to routes as ``Annotated`` types, so a route declares ``store: StoreDep`` and ne
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -19,14 +21,13 @@ from temporalio.client import Client
 
 from api.events import EventHub
 from api.pagination import decode_cursor
+from tenantflow.api_keys import BOOTSTRAP_NAME, ApiKeyStore, Principal
+from tenantflow.catalog import Scope
 from tenantflow.credentials import CredentialStore
 from tenantflow.models import Project
+from tenantflow.rate_budget import RateBudget
 from tenantflow.settings import Settings
 from tenantflow.store import Keyset, Store
-
-# Who reads, as recorded in the audit table. The API token is the one credential the API knows
-# for now; per-client keys will name their holder instead.
-API_TOKEN_ACTOR = "api-token"
 
 
 def _settings(request: Request) -> Settings:
@@ -49,38 +50,98 @@ def _events(request: Request) -> EventHub:
     return request.app.state.events
 
 
+def _api_keys(request: Request) -> ApiKeyStore:
+    return request.app.state.api_keys
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 CredentialsDep = Annotated[CredentialStore, Depends(_credentials)]
 EventHubDep = Annotated[EventHub, Depends(_events)]
+ApiKeysDep = Annotated[ApiKeyStore, Depends(_api_keys)]
 
 # auto_error=False: a missing header gets our 401 (with WWW-Authenticate), not FastAPI's default.
-_bearer = HTTPBearer(auto_error=False, description="The API token (TENANTFLOW_API_TOKEN).")
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key (tfk_...), or the bootstrap TENANTFLOW_API_TOKEN."
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def require_api_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Accept the request only with ``Authorization: Bearer <settings.api_token>``.
+def _unauthorized(detail: str = "missing or invalid API key") -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def principal(settings: SettingsDep, keys: ApiKeysDep, credentials: BearerDep) -> Principal:
+    """Who is calling: the settings' token (the bootstrap ``admin``) or an API key.
 
     Raises:
-        HTTPException: 401 with ``WWW-Authenticate: Bearer`` when the token is missing or wrong.
+        HTTPException: 401 with ``WWW-Authenticate: Bearer`` when no valid key or token is given.
     """
+    given = credentials.credentials if credentials else ""
     expected = settings.api_token.get_secret_value().encode()
-    given = credentials.credentials.encode() if credentials else b""
     # compare_digest takes the same time wherever the first difference is; an unset token
     # (empty) never authenticates anybody.
-    if not (expected and given and hmac.compare_digest(given, expected)):
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    if expected and given and hmac.compare_digest(given.encode(), expected):
+        return Principal(BOOTSTRAP_NAME, Scope.ADMIN)
+    found = await keys.authenticate(given) if given else None
+    if found is None:
+        raise _unauthorized()
+    return found
 
 
-RequireApiToken = Depends(require_api_token)
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+def require(scope: Scope) -> Any:
+    """A dependency that lets the request through only for a caller with ``scope`` (or above)."""
+
+    def check(caller: PrincipalDep) -> Principal:
+        if not caller.allows(scope):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"the key {caller.name!r} has scope '{caller.scope}'; this needs '{scope}'",
+            )
+        return caller
+
+    return Depends(check)
+
+
+async def admit_create(
+    caller: PrincipalDep, keys: ApiKeysDep, store: StoreDep, settings: SettingsDep
+) -> Principal:
+    """A key that may create a tenant now: scope ``write``, under its cap of live tenants and its
+    rate of creates (one budget per key in the mirror database, so every API process shares it).
+    The bootstrap token is the operator's and has neither limit.
+
+    Raises:
+        HTTPException: 403 (scope, or the cap reached), 429 with ``Retry-After`` (the rate).
+    """
+    if not caller.allows(Scope.WRITE):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"the key {caller.name!r} has scope '{caller.scope}'; this needs 'write'")
+    if caller.key_id is None:
+        return caller
+    cap = settings.api_key_max_tenants
+    if cap and await keys.live_tenants(caller.key_id) >= cap:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"the key {caller.name!r} holds {cap} live tenants, its limit "
+                            "(TENANTFLOW_API_KEY_MAX_TENANTS); delete some or use another key")
+    budget = RateBudget(store.engine, f"creates:{caller.key_id}",
+                        limit=settings.api_key_creates_per_minute, window_seconds=60.0, bursty=True)
+    wait = await budget.try_acquire()
+    if wait is not None:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"the key {caller.name!r} may create {settings.api_key_creates_per_minute} "
+                            "tenants a minute; try again later",
+                            headers={"Retry-After": str(math.ceil(wait))})
+    return caller
+
+
+AdmitCreateDep = Annotated[Principal, Depends(admit_create)]
+RequireRead = require(Scope.READ)
+RequireWrite = require(Scope.WRITE)
+RequireAdmin = require(Scope.ADMIN)
 
 
 async def project_by_ref(
@@ -122,8 +183,8 @@ def list_cursor(
 CursorDep = Annotated[Keyset | None, Depends(list_cursor)]
 
 
-def _actor() -> str:
-    return API_TOKEN_ACTOR
+def _actor(caller: PrincipalDep) -> str:
+    return caller.name
 
 
 def _client_host(request: Request) -> str | None:

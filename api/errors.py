@@ -25,6 +25,7 @@ exception's MRO, so the most specific entry wins (``InvalidName`` before ``Perma
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request, status
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import ErrorDetails
@@ -148,12 +149,30 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
 
 
+# How much of an invalid input a 422 repeats: enough to recognise it, never a megabyte back.
+ECHO_MAX = 200
+
+
+def _capped(value: Any) -> Any:
+    text = value if isinstance(value, str) else json.dumps(jsonable_encoder(value), default=str)
+    if len(text) <= ECHO_MAX:
+        return value
+    return f"{text[:ECHO_MAX]}… ({len(text)} characters)"
+
+
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, except for a body that is not JSON at all: that is a bad request (400)."""
+    """FastAPI's 422 (each error's type, loc, msg and input), with the echoed input and message
+    capped at ``ECHO_MAX`` characters; a body that is not JSON at all is a bad request (400)."""
     assert isinstance(exc, RequestValidationError)
-    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
         return JSONResponse({"detail": NOT_JSON}, status_code=status.HTTP_400_BAD_REQUEST)
-    return await request_validation_exception_handler(request, exc)
+    detail = [
+        {"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": _capped(str(e.get("msg", ""))),
+         **({"input": _capped(e["input"])} if "input" in e else {})}
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def install(app: FastAPI) -> None:

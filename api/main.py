@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import console, errors
+from api import console, errors, metrics
 from api.docs import SWAGGER_UI_PARAMETERS, document_shared_errors
 from api.events import EventHub
-from api.routes import bulk, health, projects, users, webhooks
+from api.limits import BodySizeLimit
+from api.routes import bulk, health, keys, projects, users, webhooks
+from tenantflow.api_keys import ApiKeyStore
 from tenantflow.credentials import CredentialStore
 from tenantflow.crypto import Keyring
 from tenantflow.db import libpq_url, make_engine
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             app.state.settings = resolved
             app.state.store = Store(engine)
+            app.state.api_keys = ApiKeyStore(engine)
             app.state.credentials = CredentialStore(
                 engine, Keyring(resolved.encryption_keys.get_secret_value())
             )
@@ -55,10 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
     )
     errors.install(app)
-    for router in (health.router, bulk.router, projects.router, users.router, webhooks.router):
+    metrics.install(app)
+    for router in (health.router, bulk.router, projects.router, users.router, webhooks.router, keys.router):
         app.include_router(router)
     document_shared_errors(app)
     console.install(app)
+    # Outermost (added last): bodies are bounded before auth, parsing or anything else reads them.
+    app.add_middleware(BodySizeLimit)
     return app
 
 

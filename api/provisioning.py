@@ -37,6 +37,7 @@ async def create_tenant(
     kind: str,
     idempotency_key: str | None = None,
     external_user_id: uuid.UUID | None = None,
+    created_by_key: uuid.UUID | None = None,
 ) -> Created:
     """Create the tenant (or find the one this request repeats) and make sure its run exists.
 
@@ -45,7 +46,7 @@ async def create_tenant(
     """
     created = await store.create_project(
         name=name, kind=kind, steps=STEPS_BY_KIND[kind], idempotency_key=idempotency_key,
-        external_user_id=external_user_id,
+        external_user_id=external_user_id, fields={"created_by_key": created_by_key},
     )
     if not created.created:
         _check_repeat(created.project, name=name, kind=kind, external_user_id=external_user_id)

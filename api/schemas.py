@@ -25,11 +25,12 @@ from tenantflow.catalog import (
     TEARDOWN_STEPS_BY_KIND,
     AttemptOutcome,
     RunKind,
+    Scope,
     StepStatus,
 )
 from tenantflow.errors import InvalidName
 from tenantflow.models import Project, ProjectStatus, ProvisioningStep, ProvisioningStepAttempt
-from tenantflow.names import PROJECT_NAME_RULE, validate_project_name
+from tenantflow.names import PROJECT_NAME_RULE, canonical_uuid, validate_project_name
 from tenantflow.store import ProjectSlice
 
 # Per-user tenants are named ``u-<32 hex>`` (names.user_project_name); the project API may not
@@ -104,12 +105,8 @@ class SignupEvent(BaseModel):
 
     def user_id(self) -> uuid.UUID | None:
         """The user's id (``record.id``; ``old_record.id`` for a DELETE), or None when it is
-        missing or not a UUID."""
-        raw = ((self.old_record if self.is_deletion else self.record) or {}).get("id")
-        try:
-            return uuid.UUID(raw) if isinstance(raw, str) else None
-        except ValueError:
-            return None
+        missing or not a UUID in its canonical 36-character form."""
+        return canonical_uuid(((self.old_record if self.is_deletion else self.record) or {}).get("id"))
 
 
 # ----------------------------------------------------------------------------------- responses
@@ -348,3 +345,24 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     database: str
     temporal: str
+
+
+# ----------------------------------------------------------------------------------- API keys
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="Who holds it (shown in audits).")
+    scope: Scope = Field(description="read, write (create/retry/delete tenants) or admin (secrets, keys).")
+
+
+class ApiKeyOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    scope: Scope
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself: shown this once, store it now.")

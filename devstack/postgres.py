@@ -81,8 +81,10 @@ def _open_for_all(tree: Path) -> None:
 class PostgresServer:
     """initdb (once), start, stop. State lives in ``base_dir`` and survives restarts."""
 
-    def __init__(self, base_dir: Path, *, port: int, password: str, bindir: Path | None = None) -> None:
+    def __init__(self, base_dir: Path, *, port: int, password: str, bindir: Path | None = None,
+                 durable: bool = True) -> None:
         self.base_dir = Path(base_dir).resolve()
+        self.durable = durable
         self.data_dir = self.base_dir / "data"
         self.port = port
         self.password = password
@@ -112,8 +114,8 @@ class PostgresServer:
             [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(log), "-w",
              "-t", str(int(timeout)), "-o",
              f"-p {self.port} -c listen_addresses=127.0.0.1 "
-             f"-c unix_socket_directories='{self.base_dir}' -c max_connections=300 "
-             "-c fsync=off -c full_page_writes=off",
+             f"-c unix_socket_directories='{self.base_dir}' -c max_connections=300"
+             + ("" if self.durable else " -c fsync=off -c full_page_writes=off"),
              "start"],
         )
         self._wait_ready(timeout)

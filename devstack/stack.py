@@ -32,6 +32,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,6 +85,7 @@ class Ports:
     arcadedb_http: int = 2480
     arcadedb_bolt: int = 7687
     platform: int = 8100
+    worker_metrics: int = 9464  # the worker's Temporal SDK metrics (Prometheus text at /metrics)
 
     @staticmethod
     def flag(name: str) -> str:
@@ -271,6 +273,17 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 # ----------------------------------------------------------------------------------------- stack
+def cli_command() -> str:
+    """How to call the ``tenantflow`` CLI from here: its name when it is on PATH, else the
+    console script beside this Python (``.venv/bin/tenantflow`` for ``scripts/dev``)."""
+    if shutil.which("tenantflow"):
+        return "tenantflow"
+    script = Path(sys.executable).parent / "tenantflow"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 class DevStack:
     """Starts the dev stack, supervises it, and stops it; see the module docstring."""
 
@@ -326,8 +339,16 @@ class DevStack:
             raise StackError("cannot start:\n  " + "\n  ".join(problems))
 
     def _prepare_state_dir(self) -> None:
+        # Only us: everything the stack writes from here on (logs, secrets, data, children's
+        # files) is created 0600/0700. The state dir keeps its owner's search bit for others only
+        # where Postgres, run as an unprivileged user when we are root, must reach its data.
+        os.umask(0o077)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.logs.mkdir(exist_ok=True)
+        self.state_dir.chmod(0o700)
+        self.logs.mkdir(exist_ok=True, mode=0o700)
+        self.logs.chmod(0o700)
+        for log in self.logs.iterdir():  # logs of an older stack, made before this rule
+            log.chmod(0o600)
         lock = open(self.state_dir / "stack.lock", "a+")  # noqa: SIM115 - held for the whole run
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -495,6 +516,7 @@ class DevStack:
             storage_service_url=f"{platform}/storage",
             storage_service_key=s["storage_service_key"],
             webhook_secret=s["webhook_secret"],
+            worker_metrics_address=f"{HOST}:{p.worker_metrics}",
         )
         if self.options.graph_backend is GraphBackend.ARCADEDB:
             values.update(arcadedb_http_url=f"http://{HOST}:{p.arcadedb_http}",
@@ -527,9 +549,10 @@ class DevStack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "TENANTFLOW_AUTH_SERVICE_KEY": s["auth_service_key"],
                "TENANTFLOW_REALTIME_SERVICE_KEY": s["realtime_service_key"],
-               "TENANTFLOW_STORAGE_SERVICE_KEY": s["storage_service_key"]}
-        cmd = [sys.executable, "-m", "standins.platform", "--port", str(self.ports.platform),
-               "--database-url", self.postgres.url(STANDINS_DB)]
+               "TENANTFLOW_STORAGE_SERVICE_KEY": s["storage_service_key"],
+               # In the environment, not on the command line: ps shows every user the arguments.
+               "STANDINS_DATABASE_URL": self.postgres.url(STANDINS_DB)}
+        cmd = [sys.executable, "-m", "standins.platform", "--port", str(self.ports.platform)]
         proc = self._launch("platform", cmd, env)
         return lambda: self._wait_http(f"http://{HOST}:{self.ports.platform}/", proc, any_status=True)
 
@@ -637,6 +660,8 @@ class DevStack:
             f"  API docs          {api}/docs",
             f"  Temporal Web UI   http://{HOST}:{p.temporal_ui}",
             f"  Temporal gRPC     {HOST}:{p.temporal}",
+            f"  API metrics       {api}/metrics  (Bearer: the API token)",
+            f"  Worker metrics    http://{HOST}:{p.worker_metrics}/metrics  (Temporal SDK)",
         ]
         if self.options.graph_backend is GraphBackend.ARCADEDB:
             lines.append(f"  ArcadeDB studio   http://{HOST}:{p.arcadedb_http}  (user root, password: "
@@ -648,7 +673,11 @@ class DevStack:
             "",
             f"API token: {token}",
             "",
+            "For the tenantflow CLI (paste into your shell):",
+            f"  export TENANTFLOW_API_URL={api} TENANTFLOW_API_TOKEN={token}",
+            "",
             "Try:",
+            f"  {cli_command()} create acme --wait",
             f"  curl -s -X POST {api}/v1/projects -H 'Authorization: Bearer {token}' "
             "-H 'Content-Type: application/json' -d '{\"name\": \"acme\"}'",
         ]

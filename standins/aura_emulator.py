@@ -70,6 +70,10 @@ class EmulatorConfig:
     polls_until_gone: int = 1
     # Status a creating instance reaches instead of running (e.g. "destroying" to emulate a failure).
     final_status: str = "running"
+    # Aura's account-wide request limit (125/min paid, 25/min Free), every API request counted:
+    # one over it in the trailing window is answered 429 with Retry-After. None: no limit.
+    rate_limit: int | None = None
+    rate_window_seconds: float = 60.0
 
 
 @dataclass
@@ -200,6 +204,28 @@ class AuraEmulator:
         )
 
     # ---------------------------------------------------------------- internals
+    def rate(self) -> dict[str, Any]:
+        """The most requests seen in any window of ``rate_window_seconds``, and how many were
+        refused for the limit."""
+        window = self.config.rate_window_seconds
+        times = sorted(r["at"] for r in self.requests())
+        most, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= window:
+                start += 1
+            most = max(most, end - start + 1)
+        return {"limit": self.config.rate_limit, "window_seconds": window, "requests": len(times),
+                "max_in_window": most,
+                "rate_limited": sum(1 for r in self.requests() if r["status"] == 429 and not r["fault"])}
+
+    def _over_limit(self, now: float) -> bool:
+        """Whether one more request now would exceed the limit (called under the lock)."""
+        limit = self.config.rate_limit
+        if limit is None:
+            return False
+        recent = sum(1 for r in self._state.log if now - r["at"] < self.config.rate_window_seconds)
+        return recent >= limit
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self._state.faults:
@@ -274,10 +300,15 @@ class AuraEmulator:
             fault = emu._take_fault(request.method, path)
             entry: dict[str, Any] = {
                 "method": request.method, "path": path, "query": dict(request.query_params),
-                "status": None, "fault": fault is not None,
+                "status": None, "fault": fault is not None, "at": time.monotonic(),
             }
             with emu._lock:
+                over = emu._over_limit(entry["at"])
                 emu._state.log.append(entry)
+            if over:
+                entry["status"] = 429
+                return _error(429, "rate limit exceeded", "rate-limited",
+                              headers={"Retry-After": f"{emu.config.rate_window_seconds:g}"})
             response: Response | None = None
             if fault is None or fault.after:
                 response = await call_next(request)  # "after": Aura acts, then the answer is late/lost

@@ -46,11 +46,12 @@ given at start-up (``create_app(faults=...)``, ``--fault JSON``).
 
 Run it for the dev stack::
 
-    python -m standins.platform --port 8090 --database-url postgresql://user:pw@127.0.0.1:5432/standins \\
-        [--auth-key K] [--realtime-key K] [--storage-key K] [--fault '{"service": "storage", ...}']
+    STANDINS_DATABASE_URL=postgresql://user:pw@127.0.0.1:5432/standins python -m standins.platform \\
+        --port 8090 [--fault '{"service": "storage", ...}']
 
-The admin keys default to ``TENANTFLOW_{AUTH,REALTIME,STORAGE}_SERVICE_KEY`` (what the worker sends),
-else to ``AdminKeys()``'s.
+The database URL and the admin keys come from the environment (``--database-url`` and ``--*-key``
+exist, but a secret on a command line is visible to every user in ``ps``): the admin keys from
+``TENANTFLOW_{AUTH,REALTIME,STORAGE}_SERVICE_KEY`` (what the worker sends), else ``AdminKeys()``'s.
 
 Demo a failure and a retry with curl::
 
@@ -761,11 +762,13 @@ def create_app(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m standins.platform --port P --database-url URL``."""
+    """``STANDINS_DATABASE_URL=URL python -m standins.platform --port P``."""
     parser = argparse.ArgumentParser(prog="python -m standins.platform", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--database-url", required=True, help="Postgres URL for the registrations table")
+    # From the environment by default: a URL with a password on the command line is visible in ps.
+    parser.add_argument("--database-url", default=os.environ.get("STANDINS_DATABASE_URL"),
+                        help="Postgres URL for the registrations table (default: $STANDINS_DATABASE_URL)")
     for service in SERVICES:
         # Default: the key the worker is configured to send (same variable), else the stand-in's own.
         variable = f"TENANTFLOW_{service.upper()}_SERVICE_KEY"
@@ -777,6 +780,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-database-health", action="store_true",
                         help="health endpoints do not connect to tenant databases")
     args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("set STANDINS_DATABASE_URL (or pass --database-url)")
     app = create_app(
         args.database_url,
         keys=AdminKeys(auth=args.auth_key, realtime=args.realtime_key, storage=args.storage_key),

@@ -47,6 +47,17 @@ class EventKind(StrEnum):
 EVENTS_CHANNEL = "tenantflow_events"
 
 
+class Scope(StrEnum):
+    """What an API key may do; each scope includes the ones below it (``SCOPE_RANK``)."""
+
+    READ = "read"  # list and read tenants, their steps and events
+    WRITE = "write"  # create, retry, cancel, delete tenants; bulk retry
+    ADMIN = "admin"  # connection details (secrets) and API keys themselves
+
+
+SCOPE_RANK: dict[str, int] = {Scope.READ: 1, Scope.WRITE: 2, Scope.ADMIN: 3}
+
+
 class RunKind(StrEnum):
     """Which run a step row belongs to (``provisioning_steps.run_kind``)."""
 
@@ -99,6 +110,7 @@ class WorkflowName(StrEnum):
     DEPROVISION_PROJECT = "DeprovisionProjectWorkflow"
     DEPROVISION_USER = "DeprovisionUserWorkflow"
     RETRY_FAILED = "RetryFailedWorkflow"
+    DELIVER_EVENT = "DeliverEventWorkflow"
 
 
 PROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
@@ -108,6 +120,11 @@ PROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
 DEPROVISION_WORKFLOW_BY_KIND: dict[str, WorkflowName] = {
     ProjectKind.PROJECT: WorkflowName.DEPROVISION_PROJECT,
     ProjectKind.USER: WorkflowName.DEPROVISION_USER,
+}
+KIND_OF_WORKFLOW: dict[str, ProjectKind] = {
+    workflow: ProjectKind(kind)
+    for by_kind in (PROVISION_WORKFLOW_BY_KIND, DEPROVISION_WORKFLOW_BY_KIND)
+    for kind, workflow in by_kind.items()
 }
 # The provisioning runs' message handlers (tenantflow.contracts holds their payloads).
 PROGRESS_QUERY = "progress"  # RetryFailedWorkflow
@@ -179,4 +196,20 @@ STATUS_SEQ_BASE: dict[str, int] = {RunKind.PROVISION: 0, RunKind.DEPROVISION: 1 
 RUN_KIND_OF_STEP: dict[str, RunKind] = {
     **{name: RunKind.PROVISION for name in PROJECT_STEP_NAMES},
     **{name: RunKind.DEPROVISION for name in PROJECT_TEARDOWN_STEP_NAMES},
+}
+
+
+class EventType(StrEnum):
+    """The completion events POSTed to ``event_webhook_urls`` (Standard Webhooks ``type``): a run
+    has reached a status it cannot leave without a person."""
+
+    TENANT_ONLINE = "tenant.online"
+    TENANT_FAILED = "tenant.failed"  # a step failed for good; the run waits for a retry
+    TENANT_DELETED = "tenant.deleted"
+
+
+EVENT_TYPE_OF_STATUS: dict[str, EventType] = {
+    ProjectStatus.ONLINE: EventType.TENANT_ONLINE,
+    ProjectStatus.FAILED: EventType.TENANT_FAILED,
+    ProjectStatus.DELETED: EventType.TENANT_DELETED,
 }

@@ -22,6 +22,8 @@ class ProvisionInput:
     retry_initial_interval_seconds: float | None = None
     heartbeat_timeout_seconds: float | None = None
     outage_budget_seconds: float | None = None
+    # Where the run's completion events go (settings.event_webhook_urls when it started; empty: none).
+    event_webhook_urls: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class ProvisionState:
     generations: dict[str, int] = field(default_factory=dict)
     retry_pending: bool = False
     status_writes: int = 0
+    event_webhook_urls: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -152,3 +155,63 @@ class RetryFailedProgress:
     not_waiting: list[str] = field(default_factory=list)  # tenants whose run no longer waited
     batches_done: int = 0
     done: bool = False
+
+
+@dataclass
+class TenantEventData:
+    """``data`` of a completion event. ``failed_step`` and ``error`` (the step row's error message,
+    never a secret) are set for ``tenant.failed`` only."""
+
+    project_id: str
+    name: str
+    kind: str
+    status: str
+    run_kind: str
+    workflow_id: str
+    failed_step: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class TenantEvent:
+    """A completion event as the workflow decided it, the same on every delivery attempt: ``id`` is
+    the Standard Webhooks ``webhook-id`` (derived from the run and its status write, so stable across
+    retries, crashes and replay), ``timestamp`` when the status was written (ISO 8601)."""
+
+    id: str
+    type: str
+    timestamp: str
+    data: TenantEventData
+
+
+@dataclass
+class DeliverEventInput:
+    """Input of ``DeliverEventWorkflow``: one event, to each of ``urls``."""
+
+    event: TenantEvent
+    urls: list[str]
+
+
+@dataclass
+class DeliveryInput:
+    """Input of the ``deliver_event`` activity: one event to one receiver."""
+
+    event: TenantEvent
+    url: str
+
+
+@dataclass
+class DeliveryResult:
+    """A receiver took the event: its 2xx status, and the attempt that got through."""
+
+    url: str
+    status_code: int
+    attempt: int
+
+
+@dataclass
+class DeliveryReport:
+    """Result of ``DeliverEventWorkflow`` when every receiver took the event."""
+
+    event_id: str
+    delivered: list[DeliveryResult] = field(default_factory=list)

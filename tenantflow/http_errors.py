@@ -14,6 +14,9 @@ way httpx's ``map_httpcore_exceptions`` maps httpcore's exceptions. First match 
     any other HTTP 4xx                   ServiceRejected      nobody       the request itself is refused
     HTTP 5xx, or a status not expected   ServiceUnavailable   Temporal     the service failed
 
+A client whose peer means "later" by a status the table calls a refusal lists it in ``retryable``
+(the completion-webhook receivers: 409, a receiver still busy with the same event id).
+
 401 and 403 are a configuration error for every service alike: each request that can reach this
 table carries the service's admin credential from settings (a caller that sends a tenant's own
 key, like the auth health check, accepts those statuses and judges them itself), so a refusal
@@ -88,9 +91,12 @@ STATUS_RULES: tuple[tuple[Collection[int], Rule], ...] = (
 OTHER_STATUS = Rule(ServiceUnavailable, "is unavailable for")  # 5xx, or a 1xx/3xx nobody asked for
 
 
-def rule_for(outcome: httpx.Response | httpx.HTTPError) -> Rule:
-    """The row of the table that ``outcome`` (a failed response or an httpx exception) falls under."""
+def rule_for(outcome: httpx.Response | httpx.HTTPError, *, retryable: Collection[int] = ()) -> Rule:
+    """The row of the table that ``outcome`` (a failed response or an httpx exception) falls under;
+    statuses in ``retryable`` are the service's own "try again later"."""
     if isinstance(outcome, httpx.Response):
+        if outcome.status_code in retryable:
+            return OTHER_STATUS
         return next((rule for statuses, rule in STATUS_RULES if outcome.status_code in statuses),
                     OTHER_STATUS)
     return next(rule for kind, rule in TRANSPORT_RULES if isinstance(outcome, kind))
@@ -168,6 +174,7 @@ def http_error(
     operation: str | None = None,
     read: BodyReader = body_message,
     secrets: Iterable[str] = (),
+    retryable: Collection[int] = (),
 ) -> TenantflowError:
     """THE translation of a failed HTTP call into our error tree (see the module's table).
 
@@ -179,13 +186,14 @@ def http_error(
         operation: What we were doing, in words; ``"METHOD path"`` by default.
         read: How this service explains an error in its response body.
         secrets: Values scrubbed from the service's explanation, should it echo one.
+        retryable: 4xx statuses that mean "try again later" for this service.
 
     Returns:
         ``ServiceUnavailable`` (retryable), ``ServiceRejected`` or ``ConfigurationError``
         (permanent), with the details described in the module docstring.
     """
     operation = operation or f"{method} {path}"
-    rule = rule_for(outcome)
+    rule = rule_for(outcome, retryable=retryable)
     details: dict[str, Any] = {"service": service, "operation": operation, "method": method, "path": path}
     if not isinstance(outcome, httpx.Response):
         details |= {"status": None, "error": type(outcome).__name__}
@@ -242,11 +250,13 @@ class HttpService:
         name: ``details["service"]`` and the first word of every message.
         read: How the service's error bodies are read (default: :func:`body_message`).
         secrets: Values this client sends that must never come back in an error.
+        retryable: 4xx statuses that mean "try again later" for this service (see the table).
     """
 
     name: str
     read: BodyReader = body_message
     secrets: tuple[str, ...] = ()
+    retryable: frozenset[int] = frozenset()
 
     def error(
         self, outcome: httpx.Response | httpx.HTTPError, *, method: str, path: str,
@@ -254,7 +264,7 @@ class HttpService:
     ) -> TenantflowError:
         """:func:`http_error` for this service."""
         return http_error(outcome, service=self.name, method=method, path=path, operation=operation,
-                          read=self.read, secrets=self.secrets)
+                          read=self.read, secrets=self.secrets, retryable=self.retryable)
 
     async def request(
         self, http: httpx.AsyncClient, method: str, path: str, *, operation: str | None = None,

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Identity,
     Integer,
     LargeBinary,
@@ -25,8 +26,8 @@ from tenantflow.catalog import ProjectKind, ProjectStatus, RunKind, StepStatus
 
 # The enums live in tenantflow.catalog; re-exported for the modules that read rows.
 __all__ = [
-    "ConnectionRead", "Credential", "Project", "ProjectEvent", "ProjectKind", "ProjectStatus",
-    "ProvisioningStep",
+    "ApiKey", "ConnectionRead", "Credential", "Project", "ProjectEvent", "ProjectKind", "ProjectStatus",
+    "ProvisioningStep", "RateBudgetState",
     "ProvisioningStepAttempt", "StepStatus",
 ]
 
@@ -72,6 +73,8 @@ class Project(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
     deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # The API key that created it (None: the settings' token, the signup webhook, older rows).
+    created_by_key: uuid.UUID | None = Field(default=None, nullable=True)
 
 
 class ProvisioningStep(SQLModel, table=True):
@@ -136,6 +139,31 @@ class ProjectEvent(SQLModel, table=True):
     kind: str = Field(sa_column=Column(String(20), nullable=False))
     data: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     at: datetime = _ts(nullable=False)
+
+
+class ApiKey(SQLModel, table=True):
+    """A client's API key: only its SHA-256 is kept (the key is 256 random bits, shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    # The key's first characters, kept to find its row and to let people tell keys apart.
+    prefix: str = Field(sa_column=Column(String(20), nullable=False, unique=True))
+    key_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    scope: str = Field(sa_column=Column(String(20), nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class RateBudgetState(SQLModel, table=True):
+    """One shared token bucket (``tenantflow.rate_budget``): its tokens as of ``updated_at``."""
+
+    __tablename__ = "rate_budgets"
+
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    tokens: float = Field(sa_column=Column(Float, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class ConnectionRead(SQLModel, table=True):

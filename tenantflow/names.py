@@ -28,6 +28,19 @@ RESERVED_NAMES = frozenset(
 
 NEO4J_DB_NAME_RE = re.compile(r"^[a-z][a-z0-9.-]{1,61}[a-z0-9]$")
 
+# The one spelling of a UUID we accept from outside: 8-4-4-4-12 hex digits. ``uuid.UUID()`` also
+# takes braces, ``urn:uuid:``, no hyphens, and (through ``int(.., 16)``) a sign or full-width
+# digits, some of which name a *different* UUID than the text seems to.
+CANONICAL_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+CANONICAL_UUID_PATTERN = f"^{CANONICAL_UUID_RE.pattern}$"
+
+
+def canonical_uuid(text: object) -> uuid.UUID | None:
+    """The UUID ``text`` spells in the canonical 36-character form, else None."""
+    if isinstance(text, str) and text.isascii() and CANONICAL_UUID_RE.fullmatch(text):
+        return uuid.UUID(text)
+    return None
+
 
 def validate_project_name(name: str) -> str:
     """Return ``name`` if it is an acceptable project name, else raise ``InvalidName``."""
@@ -37,6 +50,8 @@ def validate_project_name(name: str) -> str:
         raise InvalidName(f"invalid project name {name!r}: '--' is not allowed")
     if name in RESERVED_NAMES or name.startswith(("pg-", "system")):
         raise InvalidName(f"invalid project name {name!r}: reserved")
+    if canonical_uuid(name) is not None:
+        raise InvalidName(f"invalid project name {name!r}: a UUID is read as a project id")
     return name
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tenantflow.standard_webhooks import MIN_SECRET_BYTES, decode_secret
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "dev", ""}
 
@@ -32,7 +36,10 @@ class Settings(BaseSettings):
     Required values have no default. Secrets are ``SecretStr`` and never logged.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error never quotes what was given (it may be a secret).
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTFLOW_", env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = Field(
         default=Environment.DEV,
@@ -63,6 +70,21 @@ class Settings(BaseSettings):
 
     api_token: SecretStr = Field(description="Bearer token every API route but health requires.")
     api_page_size_max: int = Field(default=100, ge=1, description="Largest page GET /v1/projects returns.")
+    api_key_creates_per_minute: int = Field(
+        default=60, ge=1, description="Tenants one API key may create per minute (429 beyond).",
+    )
+    api_key_max_tenants: int = Field(
+        default=1000, ge=0, description="Live tenants one API key may hold (403 beyond; 0: no cap).",
+    )
+    platform_jwt_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="The auth service's JWT secret (HS256): a user's own token may read "
+        "GET /v1/users/{id}/status when its sub is that id (empty: only API keys).",
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024,
+        description="Largest request body the API reads (413 above it, before auth or parsing).",
+    )
 
     encryption_keys: SecretStr = Field(
         description="Keyring 'kid:base64key[,kid:base64key...]' (32-byte AES keys): the first "
@@ -113,6 +135,14 @@ class Settings(BaseSettings):
     aura_poll_timeout_seconds: float = Field(
         default=300.0, gt=0, description="aura: give up waiting for 'running' after this."
     )
+    aura_rate_limit_requests: int = Field(
+        default=125, ge=1,
+        description="aura: API requests the account allows per window, polling included (125 on paid "
+        "tiers, 25 on Free and trials); every worker shares this budget.",
+    )
+    aura_rate_limit_window_seconds: float = Field(
+        default=60.0, gt=0, description="aura: the rate limit's window."
+    )
     aura_request_timeout_seconds: float = Field(default=30.0, gt=0, description="aura: HTTP timeout.")
 
     auth_service_url: str = Field(
@@ -146,6 +176,40 @@ class Settings(BaseSettings):
         default=300, ge=1, description="Oldest/newest signed webhook timestamp accepted."
     )
 
+    # Completion webhooks: events tenantflow SENDS (the signup webhook above is one it receives).
+    event_webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Receivers of the completion events (tenant.online, tenant.failed, tenant.deleted): "
+        "http(s) URLs, comma-separated; not secrets (they are in Temporal history; the signature "
+        "authenticates). Empty: no events. A run sends to the URLs set when it started.",
+    )
+    event_webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Standard Webhooks signing secret of the completion events, whsec_<base64> "
+        "(required with event_webhook_urls; at least 24 bytes in production).",
+    )
+
+    @field_validator("event_webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment's form: "https://a/hook,https://b/hook"
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("event_webhook_urls")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"event webhook URL {url!r} is not an http(s) URL with a host")
+            if parts.username or parts.password:
+                raise ValueError(f"event webhook URL {url!r} carries credentials; they would end up "
+                                 "in Temporal history (the signature is the authentication)")
+        if len(set(urls)) != len(urls):
+            raise ValueError("an event webhook URL is listed twice (it would get every event twice)")
+        return urls
+
     step_retry_initial_interval_seconds: float | None = Field(
         default=None, gt=0,
         description="Replaces the step catalog's first retry delay (1 s) for every step (unset: the "
@@ -160,12 +224,82 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="A worker that dies mid-step is noticed after this long."
     )
 
+    reconcile_interval_seconds: float = Field(
+        default=30.0, gt=0,
+        description="How often each worker looks for tenants whose run was never started.",
+    )
+    reconcile_after_seconds: float = Field(
+        default=20.0, ge=0,
+        description="How long a tenant stays pending/deprovisioning before the reconciler checks its run.",
+    )
     bulk_retry_batch_size: int = Field(
         default=20, ge=1, description="Bulk retry: runs resumed per batch (POST /v1/projects/retry-failed)."
     )
     bulk_retry_pause_seconds: float = Field(
         default=5.0, ge=0, description="Bulk retry: pause between batches, so a fixed outage is not stormed."
     )
+
+    # Metrics and traces (README "Metrics and traces"): all off or unchanged by default.
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="A second Bearer token that opens GET /metrics and nothing else, for Prometheus "
+        "(empty: /metrics takes the API token only).",
+    )
+    worker_metrics_address: str = Field(
+        default="",
+        description="host:port where the worker serves the Temporal SDK's metrics at /metrics "
+        "(Prometheus text; empty: not served).",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318: the API and the worker "
+        "send workflow and activity spans to <url>/v1/traces (empty: no tracing).",
+    )
+    otel_exporter_otlp_headers: SecretStr = Field(
+        default=SecretStr(""),
+        description="Headers sent with every span export, 'key=value[,key=value...]' (values "
+        "URL-encoded), e.g. the collector's API key (empty: none).",
+    )
+    otel_service_name: str = Field(
+        default="tenantflow", min_length=1, description="service.name of the spans sent."
+    )
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464, 0.0.0.0:9464)")
+        return value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _collector_url(cls, value: str) -> str:
+        if value:
+            url = urlsplit(value)
+            if url.username or url.password:  # it is logged: credentials go in headers
+                raise ValueError("the collector URL must not hold credentials: set them in "
+                                 "TENANTFLOW_OTEL_EXPORTER_OTLP_HEADERS")
+            if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+                raise ValueError(f"{value!r} is not an http(s):// collector base URL "
+                                 "(e.g. http://127.0.0.1:4318)")
+        return value.rstrip("/")
+
+    @field_validator("otel_exporter_otlp_headers")
+    @classmethod
+    def _headers(cls, value: SecretStr) -> SecretStr:
+        otlp_headers(value)  # its message names an entry's position, never a value
+        return value
+
+    @model_validator(mode="after")
+    def _check_metrics_token(self) -> Settings:
+        token = self.metrics_token.get_secret_value()
+        if token and self.environment is Environment.PRODUCTION and (
+            token.lower() in PLACEHOLDER_SECRETS or len(token) < 16
+        ):
+            raise ValueError("metrics_token must be empty or a real secret in production")
+        return self
 
     # Operator console (/console): who may log in, for how long, and where its run links point.
     console_password: SecretStr = Field(
@@ -189,15 +323,22 @@ class Settings(BaseSettings):
         return url.rstrip("/")
 
     @model_validator(mode="after")
+    def _check_console_password(self) -> Settings:
+        password = self.console_password.get_secret_value()
+        if password and self.environment is Environment.PRODUCTION and (
+            password.lower() in PLACEHOLDER_SECRETS or len(password) < 16
+        ):
+            raise ValueError("console_password must be empty or a real secret in production")
+        return self
+
+    @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.environment is Environment.PRODUCTION:
             for name in ("api_token", "encryption_keys", "webhook_secret"):
                 value = getattr(self, name).get_secret_value()
                 if value.lower() in PLACEHOLDER_SECRETS or len(value) < 16:
                     raise ValueError(f"{name} must be set to a real secret in production")
-            console = self.console_password.get_secret_value()
-            if console and (console.lower() in PLACEHOLDER_SECRETS or len(console) < 16):
-                raise ValueError("console_password must be empty or a real secret in production")
+        self._check_event_webhooks()
         backend = self.graph_backend
         if backend is GraphBackend.NEO4J and not self.neo4j_uri:
             raise ValueError("graph_backend=neo4j needs TENANTFLOW_NEO4J_URI")
@@ -208,6 +349,36 @@ class Settings(BaseSettings):
         ):
             raise ValueError("graph_backend=aura needs TENANTFLOW_AURA_CLIENT_ID and _SECRET")
         return self
+
+    def _check_event_webhooks(self) -> None:
+        secret = self.event_webhook_secret.get_secret_value()
+        if self.event_webhook_urls and not secret:
+            raise ValueError("event_webhook_urls needs TENANTFLOW_EVENT_WEBHOOK_SECRET (whsec_<base64>)")
+        if not secret:
+            return
+        try:
+            key = decode_secret(secret)
+        except ValueError as exc:
+            raise ValueError(f"event_webhook_secret {exc}") from None
+        # Placeholders written as whsec_ are short ("whsec_changeme") or one byte repeated ("AAAA...").
+        if self.environment is Environment.PRODUCTION and (len(key) < MIN_SECRET_BYTES or len(set(key)) == 1):
+            raise ValueError(f"event_webhook_secret must be a real secret of at least {MIN_SECRET_BYTES} "
+                             "random bytes in production")
+
+
+def otlp_headers(value: SecretStr) -> dict[str, str]:
+    """``otel_exporter_otlp_headers`` as a dict (the OTLP exporters' ``key=value,...`` format).
+
+    Raises:
+        ValueError: an entry without ``=`` or a name (the message never holds a value).
+    """
+    headers: dict[str, str] = {}
+    for i, entry in enumerate(filter(None, (e.strip() for e in value.get_secret_value().split(","))), 1):
+        key, eq, raw = entry.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"header {i} is not key=value")
+        headers[key.strip()] = unquote(raw.strip())
+    return headers
 
 
 @lru_cache
@@ -226,5 +397,7 @@ def to_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, list):  # the environment's comma-separated form
+            value = ",".join(value)
         env[f"{prefix}{name}".upper()] = str(value.value if isinstance(value, StrEnum) else value)
     return env

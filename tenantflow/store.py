@@ -52,6 +52,7 @@ from tenantflow.models import (
     StepStatus,
     utcnow,
 )
+from tenantflow.names import canonical_uuid
 
 P = Project.__table__  # type: ignore[attr-defined]
 S = ProvisioningStep.__table__  # type: ignore[attr-defined]
@@ -283,10 +284,9 @@ class Store:
     async def get_project_by_ref(self, ref: str) -> Project | None:
         """The tenant ``ref`` names: a project id, or a name (the live tenant holding it, else the
         most recently deleted one, whose row stays for audit)."""
-        try:
-            return await self.get_project(uuid.UUID(ref))
-        except ValueError:
-            pass
+        project_id = canonical_uuid(ref)
+        if project_id is not None:
+            return await self.get_project(project_id)
         live_first = case((P.c.status == ProjectStatus.DELETED, 1), else_=0)
         async with self._read() as conn:
             row = (
@@ -392,6 +392,20 @@ class Store:
             values["status_seq"] = seq
         async with self._write() as conn:
             await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
+
+    async def stalled_projects(self, *, updated_before: datetime, limit: int = 500) -> list[Project]:
+        """Tenants ``pending`` or ``deprovisioning`` since before ``updated_before``, oldest first:
+        the ones whose run may never have been started (the reconciler's candidates)."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(P)
+                    .where(P.c.status.in_([ProjectStatus.PENDING, ProjectStatus.DEPROVISIONING]),
+                           P.c.updated_at < updated_before)
+                    .order_by(P.c.updated_at).limit(limit)
+                )
+            ).mappings().all()
+        return [Project(**r) for r in rows]
 
     # ------------------------------------------------------------ events
     async def events_after(self, project_id: uuid.UUID, after: int, *, limit: int = 200) -> EventBatch:

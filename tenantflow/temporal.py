@@ -1,4 +1,5 @@
-"""Starting tenant runs (provisioning, deprovisioning): shared by the project API and the webhook."""
+"""Connecting to Temporal, and starting tenant runs (provisioning, deprovisioning): shared by the API,
+the webhook and the worker."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.runtime import Runtime
 
+from tenantflow import telemetry
 from tenantflow.catalog import DEPROVISION_WORKFLOW_BY_KIND, PROVISION_WORKFLOW_BY_KIND
 from tenantflow.contracts import ProvisionInput
 from tenantflow.models import Project
@@ -18,8 +21,20 @@ from tenantflow.settings import Settings
 from tenantflow.store import deprovision_workflow_id
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """A client of ``settings``' Temporal namespace, tracing runs if tracing is configured.
+
+    Args:
+        settings: Where Temporal is, and whether to trace (``tenantflow.telemetry``).
+        runtime: The Temporal runtime (``telemetry.worker_runtime`` for the worker's metrics;
+            None: the process' default runtime).
+    """
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        interceptors=telemetry.tracing_interceptors(settings),
+        runtime=runtime,
+    )
 
 
 async def start_provisioning(client: Client, settings: Settings, project: Project) -> WorkflowHandle:
@@ -55,6 +70,7 @@ async def _start(
             retry_initial_interval_seconds=settings.step_retry_initial_interval_seconds,
             heartbeat_timeout_seconds=settings.step_heartbeat_timeout_seconds,
             outage_budget_seconds=settings.step_outage_budget_seconds,
+            event_webhook_urls=list(settings.event_webhook_urls),
         ),
         id=workflow_id,
         task_queue=settings.task_queue,

@@ -1,7 +1,8 @@
 """``python -m devstack`` end to end: the real stack as a user starts it, on free ports.
 
 Starts the stack, provisions a project through the API with the printed token until it is
-``online``, kills the worker and provisions another (the stack restarts it), checks the Temporal
+``online``, and one with ``tenantflow create NAME --wait`` (in a pseudo-terminal, with the printed
+export line), kills the worker and provisions another (the stack restarts it), checks the Temporal
 Web UI answers, stops the stack with SIGTERM and checks nothing it started survives; then starts
 it again on the same state directory and finds the project there.
 
@@ -25,10 +26,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.ports import free_port
 from devstack.stack import Ports
 from tenantflow.catalog import PROJECT_STEP_NAMES
+from tests.cli.terminal import cli_env, done_lines, in_terminal, piped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +62,24 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def assert_private(stack: Launched, state: Path) -> None:
+    """No secret on any command line of the stack (``ps`` shows them to every user); the state
+    directory, its logs and secrets readable by us alone (others may only pass through the state
+    directories, where Postgres runs as another user when we are root)."""
+    secrets = [v for v in json.loads((state / "secrets.json").read_text()).values() if len(str(v)) >= 8]
+    for pid in _descendants(stack.proc.pid) | {stack.proc.pid}:
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            leaked = [name for name, v in json.loads((state / "secrets.json").read_text()).items()
+                      if str(v) in cmdline]
+            assert not leaked, f"{leaked} on the command line of {cmdline[:80]!r}"
+    assert secrets, "secrets.json holds the stack's secrets"
+    assert state.stat().st_mode & 0o076 == 0, oct(state.stat().st_mode)
+    for path in [state / "secrets.json", *(state / "logs").iterdir()]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is {oct(path.stat().st_mode)}"
+    assert (state / "logs").stat().st_mode & 0o076 == 0  # Postgres (as its user) writes its log there
 
 
 def _descendants(pid: int) -> set[int]:
@@ -116,6 +137,15 @@ def wait_until_up(launched: Launched, *, timeout: float = 120.0) -> str:
         time.sleep(0.3)
 
 
+def cli_exports(launched: Launched) -> tuple[str, str]:
+    """The API URL and token from the export line the stack prints for the CLI."""
+    export = r"^  export TENANTFLOW_API_URL=(\S+) TENANTFLOW_API_TOKEN=(\S+)$"
+    line = re.search(export, launched.text(), re.MULTILINE)
+    assert line, f"no export line for the CLI:\n{launched.text()}"
+    assert line.group(1) == launched.api
+    return line.group(1), line.group(2)
+
+
 def stop_and_check_all_gone(launched: Launched, state: Path) -> None:
     pids = _stack_pids(launched, state)
     assert len(pids) >= 6, f"expected every server and child to be running, found {pids}"
@@ -150,6 +180,12 @@ def wait_online(client: httpx.Client, project_id: str, *, timeout: float = 60.0)
         time.sleep(0.3)
 
 
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A Prometheus page's samples by name and sorted labels (the parser rejects a malformed page)."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def test_devstack_provisions_a_project_stops_cleanly_and_keeps_state(tmp_path: Path) -> None:
     state = tmp_path / "state"
     ports = Ports(**{f.name: free_port() for f in dataclasses.fields(Ports)})
@@ -165,12 +201,34 @@ def test_devstack_provisions_a_project_stops_cleanly_and_keeps_state(tmp_path: P
             assert list(steps) == list(PROJECT_STEP_NAMES)
             assert set(steps.values()) <= {"success", "skipped"}, steps
 
+            # The tenantflow CLI, with the export line the stack printed, as a person runs it.
+            env = cli_env(*cli_exports(first))
+            created = in_terminal(["create", name + "c", "--wait"], env=env)
+            assert created.exit_code == 0, created
+            assert list(done_lines(created.screen, PROJECT_STEP_NAMES)) == list(PROJECT_STEP_NAMES), created
+            assert created.screen.splitlines()[-1].startswith(f"✔ {name}c is online"), created
+            details = piped(["connection", name + "c"], env=env)
+            assert details.exit_code == 0, details
+            url = rf"^postgres\s+url\s+postgresql://t_{name}c_owner:"
+            assert re.search(url, details.raw, re.MULTILINE), details
+
             # A killed worker is started again, and the new one provisions.
             os.kill(recorded(state, "worker"), signal.SIGKILL)
             wait_online(client, create_project(client, name + "b"))
+
+            # Metrics: the API's (with the printed token) and the restarted worker's SDK metrics.
+            api_metrics = metric_samples(client.get("/metrics").raise_for_status().text)
+            online = 3  # name (API), name + "c" (the CLI), name + "b" (after the worker was killed)
+            assert api_metrics[("tenantflow_runs", (("kind", "project"), ("status", "online")))] == online
+        worker_url = f"http://127.0.0.1:{ports.worker_metrics}/metrics"
+        assert worker_url in first.text()
+        worker_metrics = metric_samples(httpx.get(worker_url, timeout=10).raise_for_status().text)
+        assert worker_metrics[("temporal_workflow_completed_total", (
+            ("namespace", "default"), ("service_name", "temporal-core-sdk"), ("task_queue", "tenantflow"),
+            ("workflow_type", "ProvisionProjectWorkflow")))] >= 1
         ui = httpx.get(f"http://127.0.0.1:{ports.temporal_ui}/", timeout=10)
         assert ui.status_code == 200
-        assert (state / "secrets.json").stat().st_mode & 0o077 == 0, "secrets.json must be private"
+        assert_private(first, state)
         stop_and_check_all_gone(first, state)
 
     with devstack(state, ports, tmp_path / "second.out") as second:

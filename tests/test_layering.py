@@ -29,3 +29,17 @@ def test_every_step_activity_is_registered_under_its_catalog_name() -> None:
     for name, spec in STEP_SPECS.items():
         definition = _Definition.from_callable(spec.activity)
         assert definition is not None and definition.name == name
+
+
+def test_the_cli_is_a_plain_http_client_of_the_api() -> None:
+    """``tenantflow`` loads the shared vocabulary and nothing else of the project: no API, store,
+    workflow or activity code, no Temporal, database or ORM library (it runs wherever the API is
+    reachable, and starts fast)."""
+    probe = (
+        "import json, sys, cli.main; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('api', 'activities', 'workflows', 'worker', 'tenantflow', 'temporalio', 'sqlalchemy', 'sqlmodel', "
+        "'psycopg', 'neo4j'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout) == ["tenantflow", "tenantflow.catalog"]

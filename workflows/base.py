@@ -5,6 +5,10 @@ and ``FailedStep`` search attributes and the run's current details (Temporal Web
 ``StepsWorkflow`` is that machinery; ``ProvisioningWorkflow`` (project and user provisioning) and
 ``DeprovisioningWorkflow`` (teardown) say which steps run, which status the tenant has meanwhile,
 and what happens at the end. Subclasses define ``STEPS`` and ``@workflow.run``.
+
+When the run reaches a status it cannot leave without a person (``online``, ``failed``, ``deleted``)
+and was started with receivers (``ProvisionInput.event_webhook_urls``), it hands a completion event
+to a ``DeliverEventWorkflow`` of its own (``workflows.events`` says why a child run) and goes on.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ import asyncio
 from typing import Any, ClassVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from tenantflow.catalog import (
+        EVENT_TYPE_OF_STATUS,
+        KIND_OF_WORKFLOW,
         RETRY_SIGNAL,
         RETRY_UPDATE,
         STATE_QUERY,
@@ -24,9 +31,11 @@ with workflow.unsafe.imports_passed_through():
         ProjectStatus,
         RunKind,
         StepStatus,
+        WorkflowName,
     )
     from tenantflow.contracts import (
         BeginInput,
+        DeliverEventInput,
         MarkStepInput,
         ProjectStatusInput,
         ProvisionInput,
@@ -35,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         RetryRequest,
         RetryResult,
         StepInput,
+        TenantEvent,
+        TenantEventData,
     )
     from tenantflow.search_attributes import FAILED_STEP, TENANT_STATUS
     from workflows.steps import (
@@ -46,6 +57,18 @@ with workflow.unsafe.imports_passed_through():
         SET_PROJECT_STATUS,
         StepSpec,
     )
+
+# Histories recorded before completion webhooks replay without the child runs they add.
+EVENT_WEBHOOKS_PATCH = "event-webhooks"
+
+
+def event_id(workflow_id: str, status_write: int) -> str:
+    """The id of the event a run's ``status_write``-th status write announces: the Standard Webhooks
+    ``webhook-id`` and the delivery run's workflow id. Derived, never drawn, so it is the same on every
+    retry, after a worker crash and on replay; unique, as a run numbers its status writes. Holds no
+    ``.`` (the spec forbids it in signed ids): workflow ids are made of validated names and uuids."""
+    return f"{workflow_id}-event-{status_write}"
+
 
 def describe_activity_error(err: ActivityError) -> tuple[str, dict[str, Any]]:
     """Message and JSON details of a step's final failure, as the workflow saw it."""
@@ -126,6 +149,7 @@ class StepsWorkflow:
         """Mark the run begun (step rows exist, the tenant is ``ACTIVE_STATUS``), then run every step."""
         st = self._state
         st.project_id, st.tenant_id = input.project_id, input.tenant_id
+        st.event_webhook_urls = list(input.event_webhook_urls)
         await self._mirror(BEGIN_RUN, BeginInput(
             input.project_id, list(st.steps), seq=self._next_status_write(), status=self.ACTIVE_STATUS
         ))
@@ -171,10 +195,49 @@ class StepsWorkflow:
         st.steps[step] = StepStatus.PENDING  # the retry update answers from here on
 
     async def _set_status(self, status: ProjectStatus, *, activity: Any = SET_PROJECT_STATUS) -> None:
-        await self._mirror(activity, ProjectStatusInput(
-            self._state.project_id, status, seq=self._next_status_write()
-        ))
+        seq = self._next_status_write()
+        await self._mirror(activity, ProjectStatusInput(self._state.project_id, status, seq=seq))
         self._publish(status)
+        await self._announce(status, seq)
+
+    async def _announce(self, status: ProjectStatus, seq: int) -> None:
+        """Start the delivery run of the event ``status`` calls for, if any, and not wait for it.
+
+        No receivers (or a status that is not an event): no command at all, so runs without
+        receivers and histories from before this change replay unchanged.
+        """
+        st = self._state
+        event_type = EVENT_TYPE_OF_STATUS.get(status)
+        if event_type is None or not st.event_webhook_urls or not workflow.patched(EVENT_WEBHOOKS_PATCH):
+            return
+        event = self._event(event_type, status, seq)
+        try:
+            await workflow.start_child_workflow(
+                WorkflowName.DELIVER_EVENT, DeliverEventInput(event, list(st.event_webhook_urls)),
+                id=event.id,
+                # The delivery outlives this run (ProvisionResult is not held back by a dead receiver)
+                # and its cancel (a deletion cancels a failed run, even while this start is in flight:
+                # its tenant.failed still goes out); one event id is never delivered by two runs (a
+                # reset replaying this point).
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{event.type} {st.tenant_id}",
+            )
+        except WorkflowAlreadyStartedError:
+            workflow.logger.info("event %s already has its delivery run", event.id)
+
+    def _event(self, event_type: str, status: ProjectStatus, seq: int) -> TenantEvent:
+        st, info = self._state, workflow.info()
+        failed = status == ProjectStatus.FAILED
+        return TenantEvent(
+            id=event_id(info.workflow_id, seq), type=event_type, timestamp=workflow.now().isoformat(),
+            data=TenantEventData(
+                project_id=st.project_id, name=st.tenant_id, kind=KIND_OF_WORKFLOW[info.workflow_type],
+                status=status, run_kind=self.RUN_KIND, workflow_id=info.workflow_id,
+                failed_step=st.failed_step if failed else None, error=st.last_error if failed else None,
+            ),
+        )
 
     def _publish(self, status: ProjectStatus) -> None:
         """Show the run's state outside: search attributes and the Web UI's current details."""

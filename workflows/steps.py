@@ -25,6 +25,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.graph import GraphActivities
     from activities.keys import KeyActivities
+    from activities.notify import NotifyActivities
     from activities.project import ProjectActivities
     from activities.services import ServiceActivities
     from activities.tenant_postgres import TenantPostgresActivities
@@ -47,6 +48,15 @@ MIRROR_TIMEOUT = timedelta(seconds=30)
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 # How long a step rides out an outage of its backend before it waits for a person.
 OUTAGE_BUDGET = timedelta(minutes=10)
+# Completion webhooks: a receiver may be down for hours, and nobody waits on its answer (each event
+# has its own delivery run), so back off 1 s doubling to 5 min between attempts, for a day.
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5), maximum_attempts=0,
+)
+WEBHOOK_BUDGET = timedelta(hours=24)
+# One attempt: the request (activities.notify.REQUEST_TIMEOUT_SECONDS), and any 429 waits it honours.
+WEBHOOK_ATTEMPT_TIMEOUT = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -139,3 +149,4 @@ BEGIN_RUN = ProjectActivities.begin_provisioning
 FINISH_DEPROVISIONING = ProjectActivities.finish_deprovisioning
 SET_PROJECT_STATUS = ProjectActivities.set_project_status
 MARK_STEP = ProjectActivities.mark_step
+DELIVER_EVENT: Callable[..., Any] = NotifyActivities.deliver_event

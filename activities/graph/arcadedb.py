@@ -1,11 +1,22 @@
 """ArcadeDB as a graph backend: one ArcadeDB database per tenant, used over Bolt.
 
-Isolation is per database: each tenant gets its own database, named
-``arcadedb_database_name(project.name)`` (``tf-<name>``), and its client is bound to it. ArcadeDB
-has a single server account here, ``root`` (``arcadedb_user``); the tenant's row records that
-user and the credential store holds the server password under the tenant's ``GRAPH_PASSWORD``
-reference, so the client factory treats ArcadeDB tenants like any other. A rotated root password
-is picked up by re-running ``create_graph_database`` (it re-stores the password).
+Isolation is per database AND per user: each tenant gets its own database, named
+``arcadedb_database_name(project.name)`` (``tf-<name>``), and its own ArcadeDB server user of the
+same name, allowed only that database (group ``admin`` of that database: schema and data, nothing
+on any other database or on the server). Its password is generated once (a retry reuses it),
+sealed in the credential store under the tenant's ``GRAPH_PASSWORD`` reference, and the row
+records the user, so the client factory and the connection details hand out credentials that open
+this tenant's graph and no other (measured on 26.10: another tenant's database answers 403 over
+HTTP and ``Neo.ClientError.Security.Forbidden`` over Bolt). tenantflow itself keeps using the
+server's ``root`` (``arcadedb_user``) for creating, polling and dropping.
+
+Users: ``create user {"name", "password", "databases": {db: ["admin"]}}`` (names need 4+ characters;
+``tf-`` plus a 3-character project name is 6). A user that exists already (a retry after a crash
+between creating it and recording it, or a tenant from before per-tenant users, whose row names
+``root`` and whose stored password was root's) is dropped and created again with the stored (or a
+new) password, so the stored credential is always the one that works. ArcadeDB cannot list users,
+so a ``drop user`` refused with ``IllegalArgumentException`` counts as done only once the tenant's
+own login is refused too.
 
 Creating: ``CREATE DATABASE`` over Bolt is a syntax error on ArcadeDB, so the database is created
 with its HTTP API: ``GET /api/v1/databases`` first (it lists every database), then, if missing,
@@ -36,6 +47,8 @@ in ``details["exception"]`` for callers to branch on (never on the message).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from typing import Any
 
@@ -44,8 +57,8 @@ import neo4j
 
 from activities.deps import Deps
 from activities.graph.backend import GRAPH_PASSWORD, verify_with_tenant_client
-from activities.graph.neo4j import wait_database_online
-from tenantflow.errors import InvalidName, ServiceRejected
+from activities.graph.neo4j import new_password, wait_database_online
+from tenantflow.errors import InvalidName, NotReady, ServiceRejected
 from tenantflow.graph_clients import GraphMode, open_driver
 from tenantflow.http_errors import HttpService, Said, json_body
 from tenantflow.models import Project
@@ -54,6 +67,9 @@ from tenantflow.tls import shared_ssl_context
 
 BACKEND = "arcadedb"
 ALREADY_EXISTS = "com.arcadedb.server.DatabaseAlreadyExistsException"
+USER_EXISTS = "com.arcadedb.server.security.UserAlreadyExistsException"
+# The tenant user's rights in its own database (ArcadeDB's per-database group with every right).
+TENANT_GROUP = "admin"
 ILLEGAL_ARGUMENT = "java.lang.IllegalArgumentException"  # among others: dropping a missing database
 ARCADEDB_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -117,9 +133,18 @@ class ArcadeDBGraphBackend:
         if self._http is not None:
             await self._http.aclose()
 
-    async def _request(self, method: str, path: str, *, operation: str, **kwargs: Any) -> Any:
-        response = await self.boundary.request(self.http, method, path, operation=operation, **kwargs)
+    async def _request(
+        self, method: str, path: str, *, operation: str, secret: str | None = None, **kwargs: Any
+    ) -> Any:
+        boundary = self.boundary
+        if secret is not None:  # sent in this request: scrubbed from any error it comes back in
+            boundary = dataclasses.replace(boundary, secrets=(*boundary.secrets, secret))
+        response = await boundary.request(self.http, method, path, operation=operation, **kwargs)
         return response.json()
+
+    async def _server_command(self, command: str, *, operation: str, secret: str | None = None) -> Any:
+        return await self._request("POST", "/api/v1/server", operation=operation, secret=secret,
+                                   json={"command": command})
 
     async def databases(self) -> list[str]:
         """Every database on the server."""
@@ -138,16 +163,32 @@ class ArcadeDBGraphBackend:
                 if exc.details.get("exception") != ALREADY_EXISTS:
                     raise
                 created = False
-        await self.deps.credentials.put(
-            project.id, GRAPH_PASSWORD, self.settings.arcadedb_password.get_secret_value()
-        )
+        user = database
+        if project.graph_username == self.settings.arcadedb_user:
+            # Made before per-tenant users: the stored password is root's; never reuse it.
+            password = new_password()
+            await self.deps.credentials.put(project.id, GRAPH_PASSWORD, password)
+        else:
+            password = await self.deps.credentials.generated(project.id, GRAPH_PASSWORD, new_password)
+        await self._create_user(user, password, database)
         mode = GraphMode.DATABASE_PER_TENANT.value
         await self.deps.store.update_project(
             project.id, graph_backend=BACKEND, graph_database=database, graph_mode=mode,
-            graph_uri=self.settings.arcadedb_bolt_uri, graph_username=self.settings.arcadedb_user,
+            graph_uri=self.settings.arcadedb_bolt_uri, graph_username=user,
         )
-        return {"backend": BACKEND, "database": database, "mode": mode,
-                "username": self.settings.arcadedb_user, "created": created}
+        return {"backend": BACKEND, "database": database, "mode": mode, "username": user,
+                "created": created}
+
+    async def _create_user(self, user: str, password: str, database: str) -> None:
+        """The tenant's server user, allowed only ``database``, with ``password`` (see above)."""
+        spec = json.dumps({"name": user, "password": password, "databases": {database: [TENANT_GROUP]}})
+        try:
+            await self._server_command(f"create user {spec}", operation="create user", secret=password)
+        except ServiceRejected as exc:
+            if exc.details.get("exception") != USER_EXISTS:
+                raise
+            await self._server_command(f"drop user {user}", operation="drop user")
+            await self._server_command(f"create user {spec}", operation="create user", secret=password)
 
     async def drop(self, project: Project) -> dict[str, Any]:
         """Drop the tenant's database if the server lists it (see the module docstring)."""
@@ -161,7 +202,26 @@ class ArcadeDBGraphBackend:
                 if exc.details.get("exception") != ILLEGAL_ARGUMENT or database in await self.databases():
                     raise
                 dropped = False
-        return {"backend": BACKEND, "database": database, "dropped": dropped}
+        user_dropped = await self._drop_user(project, database)
+        return {"backend": BACKEND, "database": database, "dropped": dropped, "user_dropped": user_dropped}
+
+    async def _drop_user(self, project: Project, user: str) -> bool:
+        """Drop the tenant's user; False if it was gone already (proved by its login failing)."""
+        try:
+            await self._server_command(f"drop user {user}", operation="drop user")
+        except ServiceRejected as exc:
+            if exc.details.get("exception") != ILLEGAL_ARGUMENT or await self._can_log_in(project, user):
+                raise
+            return False
+        return True
+
+    async def _can_log_in(self, project: Project, user: str) -> bool:
+        try:
+            password = await self.deps.credentials.get(project.id, GRAPH_PASSWORD)
+        except NotReady:
+            return False  # no password was ever stored: nobody holds a login to refuse
+        response = await self.http.get("/api/v1/databases", auth=(user, password))
+        return response.is_success
 
     async def wait_online(self, project: Project) -> dict[str, Any]:
         """Poll ``SHOW DATABASES`` over Bolt until the tenant's database is online."""

@@ -62,6 +62,7 @@ from tenantflow.errors import (
     VerificationFailed,
 )
 from tenantflow.models import Project
+from tenantflow.rate_budget import RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +103,20 @@ def _heartbeat(*details: Any) -> None:
         activity.heartbeat(*details)
 
 
+def aura_budget(deps: Deps) -> RateBudget:
+    """The Aura account's request budget, shared by every worker through the mirror database."""
+    s = deps.settings
+    return RateBudget(deps.store.engine, f"aura:{s.aura_client_id}", limit=s.aura_rate_limit_requests,
+                      window_seconds=s.aura_rate_limit_window_seconds)
+
+
 class AuraGraphBackend:
     """``GraphBackendImpl`` for Neo4j Aura: an AuraDB instance per tenant."""
 
     def __init__(self, deps: Deps, *, client: AuraClient | None = None) -> None:
         self.deps = deps
         self.settings = deps.settings
-        self.client = client or AuraClient(deps.settings)
+        self.client = client or AuraClient(deps.settings, budget=aura_budget(deps))
 
     async def aclose(self) -> None:
         await self.client.aclose()

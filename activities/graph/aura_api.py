@@ -27,6 +27,7 @@ import httpx
 
 from tenantflow.errors import ServiceUnavailable
 from tenantflow.http_errors import HttpService, Said, json_body
+from tenantflow.rate_budget import RateBudget
 from tenantflow.settings import Settings
 from tenantflow.tls import shared_ssl_context
 
@@ -50,12 +51,20 @@ def aura_message(response: httpx.Response) -> Said:
 class AuraClient:
     """The Aura API v1 over HTTP, with a cached OAuth2 token.
 
+    Every request (the token's too) first takes a token from ``budget``, the account's request
+    limit shared by all workers (``tenantflow.rate_budget``).
+
     Args:
         settings: ``aura_api_url``, ``aura_client_id``/``aura_client_secret``, the request timeout.
+        budget: The account's request budget (None: unlimited, for tests of the client alone).
         transport: An httpx transport to use instead of the network (tests).
     """
 
-    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, budget: RateBudget | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._budget = budget
         self._client_id = settings.aura_client_id
         self._client_secret = settings.aura_client_secret
         self._http = httpx.AsyncClient(
@@ -110,8 +119,8 @@ class AuraClient:
             if self._token is not None and self._token == stale:
                 self._token = None
             if self._token is None or time.monotonic() >= self._token_expires:
-                response = await self._aura.request(
-                    self._http, "POST", "/oauth/token", operation="authenticate",
+                response = await self._send(
+                    "POST", "/oauth/token", operation="authenticate",
                     data={"grant_type": "client_credentials"},
                     auth=(self._client_id, self._client_secret.get_secret_value()),
                 )
@@ -135,19 +144,25 @@ class AuraClient:
     ) -> httpx.Response:
         """An authenticated call; raises our error unless it succeeded or its status is accepted."""
         token = await self._access_token()
-        response = await self._aura.request(
-            self._http, method, path, operation=operation, accept={*accept, *TOKEN_REFUSED},
+        response = await self._send(
+            method, path, operation=operation, accept={*accept, *TOKEN_REFUSED},
             headers={"Authorization": f"Bearer {token}"}, **kwargs,
         )
         if response.status_code in TOKEN_REFUSED:
             # Expired (403) or revoked (401) token: fetch a new one and try once more. A refusal
             # after that is the boundary's: our client credentials are wrong.
             token = await self._access_token(stale=token)
-            response = await self._aura.request(
-                self._http, method, path, operation=operation, accept=accept,
+            response = await self._send(
+                method, path, operation=operation, accept=accept,
                 headers={"Authorization": f"Bearer {token}"}, **kwargs,
             )
         return response
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request to Aura, within the account's budget."""
+        if self._budget is not None:
+            await self._budget.acquire()
+        return await self._aura.request(self._http, method, path, **kwargs)
 
 
 def _data(response: httpx.Response, operation: str) -> Any:

@@ -14,11 +14,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import RequireApiToken, SettingsDep, StoreDep, TemporalDep
+from api.deps import RequireRead, RequireWrite, SettingsDep, StoreDep, TemporalDep
 from tenantflow.catalog import PROGRESS_QUERY, ProjectKind, StepName, WorkflowName
 from tenantflow.contracts import RetryFailedInput, RetryFailedProgress, TenantFilter
 
-router = APIRouter(prefix="/v1/projects/retry-failed", tags=["projects"], dependencies=[RequireApiToken])
+router = APIRouter(prefix="/v1/projects/retry-failed", tags=["projects"], dependencies=[RequireRead])
 
 OPERATION_PREFIX = "retry-failed-"
 DRY_RUN_LISTED = 100  # tenants named in a dry run's answer
@@ -53,6 +53,7 @@ class RetryFailedStatus(BaseModel):
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RetryFailedOut,
+             dependencies=[RequireWrite],
              responses={200: {"model": RetryFailedOut, "description": "A dry run: nothing was retried."}})
 async def retry_failed(
     response: Response, store: StoreDep, temporal: TemporalDep, settings: SettingsDep,

@@ -11,12 +11,15 @@ from fastapi.sse import EventSourceResponse
 from api.connection import connection_details
 from api.deps import (
     ActorDep,
+    AdmitCreateDep,
     ClientHostDep,
     CredentialsDep,
     CursorDep,
     EventHubDep,
     ProjectByRefDep,
-    RequireApiToken,
+    RequireAdmin,
+    RequireRead,
+    RequireWrite,
     SettingsDep,
     StoreDep,
     TemporalDep,
@@ -36,7 +39,7 @@ from api.schemas import (
 from tenantflow.catalog import ProjectKind, ProjectStatus, StepName
 from tenantflow.store import ProjectQuery
 
-router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireApiToken])
+router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireRead])
 
 # Idempotency keys live in one column with the webhook's ("user:<id>"): give clients their own space.
 CLIENT_KEY_PREFIX = "project:"
@@ -62,15 +65,20 @@ async def create_project(
     store: StoreDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    caller: AdmitCreateDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=200, description="A repeat with the same key gets the same project."),
     ] = None,
 ) -> ProjectDetail:
-    """Create a project tenant and start provisioning it (202); a repeat returns it (200)."""
+    """Create a project tenant and start provisioning it (202); a repeat returns it (200).
+
+    Needs scope ``write``. A key may create ``api_key_creates_per_minute`` tenants a minute (429
+    with ``Retry-After`` beyond) and hold ``api_key_max_tenants`` live ones (403 beyond)."""
     created = await create_tenant(
         store, temporal, settings, name=body.name, kind=ProjectKind.PROJECT,
         idempotency_key=CLIENT_KEY_PREFIX + idempotency_key if idempotency_key else None,
+        created_by_key=caller.key_id,
     )
     project = created.project
     if not created.created:
@@ -173,6 +181,7 @@ async def get_steps(project: ProjectByRefDep, store: StoreDep) -> StepsOut:
 @router.get(
     "/{ref}/connection",
     response_model=ConnectionOut,
+    dependencies=[RequireAdmin],
     responses={**_NOT_FOUND, 409: {"description": "The project is not online."}},
 )
 async def get_connection(
@@ -190,6 +199,7 @@ async def get_connection(
 @router.post(
     "/{ref}/retry",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[RequireWrite],
     response_model=RetryAccepted,
     responses={
         **_NOT_FOUND,
@@ -208,6 +218,7 @@ async def retry_project(
 @router.delete(
     "/{ref}",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[RequireWrite],
     response_model=ProjectDetail,
     responses={**_NOT_FOUND, 200: {"model": ProjectDetail, "description": "The tenant is deleted already."}},
 )
@@ -228,6 +239,7 @@ async def delete_project(
 @router.post(
     "/{ref}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[RequireWrite],
     response_model=ProjectDetail,
     responses={**_NOT_FOUND, 409: {"description": "The tenant is online (use DELETE) or already gone."}},
 )

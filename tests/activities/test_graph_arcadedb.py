@@ -8,6 +8,7 @@ community fallback (shared default database, per-tenant label).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -29,7 +30,7 @@ from devstack.arcadedb import ArcadeDBServer
 from devstack.ports import free_port
 from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tenantflow.contracts import StepInput, StepResult
-from tenantflow.errors import InvalidName, PermanentError
+from tenantflow.errors import ConfigurationError, InvalidName, PermanentError
 from tenantflow.graph_clients import GraphClient, graph_client_for, open_driver, run_cypher
 from tenantflow.models import Project
 from tenantflow.settings import Settings
@@ -112,7 +113,7 @@ async def test_create_then_wait_online_on_a_real_server(
     created_in = time.monotonic() - started
     assert database in server_databases(arcadedb)
     assert created.details == {"backend": "arcadedb", "database": database,
-                               "mode": "database-per-tenant", "username": "root", "created": True}
+                               "mode": "database-per-tenant", "username": database, "created": True}
     assert (await deps.store.get_project(project.id)).graph_status == "provisioning"  # type: ignore[union-attr]
 
     started = time.monotonic()
@@ -125,9 +126,10 @@ async def test_create_then_wait_online_on_a_real_server(
     row = await deps.store.get_project(project.id)
     assert row is not None
     assert (row.graph_backend, row.graph_database, row.graph_mode, row.graph_uri, row.graph_username,
-            row.graph_status) == ("arcadedb", database, "database-per-tenant", arcadedb.bolt_uri, "root",
+            row.graph_status) == ("arcadedb", database, "database-per-tenant", arcadedb.bolt_uri, database,
                                   "online")
-    assert await deps.credentials.get(project.id, GRAPH_PASSWORD) == arcadedb.password
+    stored = await deps.credentials.get(project.id, GRAPH_PASSWORD)
+    assert stored != arcadedb.password and len(stored) >= 24  # the tenant's own user's password
     steps = {s.step_name: s for s in await deps.store.get_steps(project.id)}
     assert steps["create_graph_database"].status == steps["wait_graph_database_online"].status == "success"
     for text in (repr(created), repr(online), repr(steps), caplog.text):
@@ -161,6 +163,80 @@ async def test_tenants_do_not_see_each_others_data(
     verified = await verify_graph(deps, a)
     assert verified == {"backend": "arcadedb", "mode": "database-per-tenant",
                         "database": f"tf-{a.name}", "ok": True}
+
+
+async def login(deps: Deps, project: Project) -> tuple[str, str]:
+    """The tenant's graph login, as its connection details hand it out."""
+    row = await deps.store.get_project(project.id)
+    assert row is not None and row.graph_username is not None
+    return row.graph_username, await deps.credentials.get(project.id, GRAPH_PASSWORD)
+
+
+async def test_a_tenants_credentials_cannot_read_or_write_another_tenants_graph(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str]
+) -> None:
+    a = await provision(env, deps, await new_project(deps, tenant_name))
+    b = await provision(env, deps, await new_project(deps, tenant_name))
+    user_a, password_a = await login(deps, a)
+    assert user_a == f"tf-{a.name}" != arcadedb.user
+
+    driver = open_driver(arcadedb.bolt_uri, user_a, password_a)
+    try:
+        mine = await run_cypher(driver, "CREATE (n:Mine) RETURN count(n) AS c", database=f"tf-{a.name}")
+        assert mine == [{"c": 1}]
+        for query in ("MATCH (n) RETURN count(n) AS c", "CREATE (n:Intruder) RETURN count(n) AS c"):
+            with pytest.raises(ConfigurationError, match="Forbidden.*not allowed"):
+                await run_cypher(driver, query, database=f"tf-{b.name}")
+    finally:
+        await driver.close()
+    with httpx.Client(base_url=arcadedb.http_url, auth=(user_a, password_a)) as http:
+        assert http.get("/api/v1/databases").json()["result"] == [f"tf-{a.name}"]
+        for path in (f"/api/v1/query/tf-{b.name}", f"/api/v1/command/tf-{b.name}"):
+            refused = http.post(path, json={"language": "sql", "command": "select from V"})
+            assert refused.status_code == 403, refused.text
+        assert http.post("/api/v1/server", json={"command": f"drop database tf-{b.name}"}).status_code == 403
+    assert f"tf-{b.name}" in server_databases(arcadedb)
+    async with tenant_graph(deps, b.id) as graph:
+        assert await graph.run("MATCH (n:Intruder) RETURN count(n) AS c") == [{"c": 0}]
+
+    # Dropping the tenant's graph takes its user with it; a repeat is harmless.
+    assert (await drop(env, deps, a)).details["user_dropped"] is True
+    with httpx.Client(base_url=arcadedb.http_url, auth=(user_a, password_a)) as http:
+        assert http.get("/api/v1/databases").status_code == 403
+    assert (await drop(env, deps, a)).details["user_dropped"] is False
+
+
+async def test_a_tenant_made_before_per_tenant_users_gets_its_own_on_a_rerun(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str]
+) -> None:
+    project = await provision(env, deps, await new_project(deps, tenant_name))
+    # As the code before per-tenant users left it: the row names root, root's password stored.
+    await deps.store.update_project(project.id, graph_username=arcadedb.user)
+    await deps.credentials.put(project.id, GRAPH_PASSWORD, arcadedb.password)
+    legacy = await deps.store.get_project(project.id)
+    assert legacy is not None
+    await create(env, deps, legacy)
+    user, password = await login(deps, project)
+    assert (user, password != arcadedb.password) == (f"tf-{project.name}", True)
+    with httpx.Client(base_url=arcadedb.http_url, auth=(user, password)) as http:
+        assert http.get("/api/v1/databases").json()["result"] == [f"tf-{project.name}"]
+
+
+async def test_a_user_left_by_a_crashed_attempt_is_given_the_stored_password(
+    deps: Deps, env: ActivityEnvironment, arcadedb: ArcadeDBServer, tenant_name: Callable[[], str]
+) -> None:
+    project = await new_project(deps, tenant_name)
+    database = f"tf-{project.name}"
+    # A first attempt created the user with a password it never stored, then died.
+    with httpx.Client(base_url=arcadedb.http_url, auth=(arcadedb.user, arcadedb.password)) as http:
+        command = "create user " + json.dumps({"name": database, "password": "lost-with-the-worker",
+                                               "databases": {database: ["admin"]}})
+        http.post("/api/v1/server", json={"command": command}).raise_for_status()
+    await provision(env, deps, project)
+    user, password = await login(deps, project)
+    with httpx.Client(base_url=arcadedb.http_url) as http:
+        assert http.get("/api/v1/databases", auth=(user, password)).status_code == 200
+        assert http.get("/api/v1/databases", auth=(user, "lost-with-the-worker")).status_code == 403
 
 
 async def test_wait_for_a_database_that_is_not_there_times_out(
@@ -277,7 +353,7 @@ async def test_drop_removes_the_database_and_a_second_drop_changes_nothing(
 
     assert result.status == "success"
     assert result.details == {"backend": "arcadedb", "database": database, "dropped": True,
-                              "credentials_deleted": [GRAPH_PASSWORD]}
+                              "user_dropped": True, "credentials_deleted": [GRAPH_PASSWORD]}
     listed = server_databases(arcadedb)
     assert database not in listed and f"tf-{neighbour.name}" in listed
     row = await deps.store.get_project(project.id)
@@ -327,7 +403,8 @@ async def test_a_database_dropped_between_listing_and_dropping_counts_as_dropped
             return answers.pop() if answers else await real()
 
         monkeypatch.setattr(impl, "databases", databases)
-        assert await impl.drop(project) == {"backend": "arcadedb", "database": database, "dropped": False}
+        assert await impl.drop(project) == {"backend": "arcadedb", "database": database, "dropped": False,
+                                            "user_dropped": True}
     finally:
         await impl.aclose()
 

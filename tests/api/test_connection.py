@@ -137,7 +137,8 @@ async def test_a_shared_admin_graph_login_is_never_handed_out(
     api: httpx.AsyncClient, deps: Deps, tenant_name: Callable[[], str], backend: str, mode: str
 ) -> None:
     project, plain = await stored_tenant(deps, tenant_name())
-    await deps.store.update_project(project.id, graph_backend=backend, graph_mode=mode)
+    # ArcadeDB: a tenant made before per-tenant users (its row names the server's admin user).
+    await deps.store.update_project(project.id, graph_backend=backend, graph_mode=mode, graph_username="root")
     response = await api.get(f"/v1/projects/{project.id}/connection")
     graph = response.json()["graph"]
     assert graph["password"] is None and "shared admin login" in graph["password_withheld"]

@@ -17,10 +17,10 @@ import pytest
 from temporalio.client import Client
 
 from activities.deps import Deps
-from api.webhook_auth import sign
 from tenantflow.catalog import USER_STEP_NAMES
 from tenantflow.names import user_project_name
 from tenantflow.settings import Settings
+from tenantflow.standard_webhooks import sign
 from tests.api.conftest import open_api, settled_workflow_count
 from tests.conftest import API_TOKEN
 

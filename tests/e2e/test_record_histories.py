@@ -1,0 +1,111 @@
+"""The representative runs whose histories ``tests/workflows/test_replay.py`` replays, made on real
+parts: each must replay on today's code right away (a workflow that cannot replay its own fresh
+history is non-deterministic), and ``TENANTFLOW_RECORD_HISTORIES=1`` saves them as the fixtures.
+Only new scenarios are recorded that way; see ``tests/workflows/replay.py``."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowHistory
+
+from tenantflow.settings import Settings
+from tenantflow.store import deprovision_workflow_id
+from tests.api.conftest import AUTH, open_api
+from tests.conftest import eventually
+from tests.e2e.conftest import fault
+from tests.e2e.test_project_provisioning import wait_status
+from tests.workflows.replay import SCENARIOS, replayer, save
+
+RECORD = os.environ.get("TENANTFLOW_RECORD_HISTORIES") == "1"
+
+
+async def test_representative_runs_replay_on_todays_code(
+    full_settings: Callable[..., Settings], run_worker: Any, platform: str, temporal_client: Client,
+) -> None:
+    settings = full_settings(bulk_retry_batch_size=5, bulk_retry_pause_seconds=0.1)
+    prefix = "r" + uuid.uuid4().hex[:6]
+    runs: dict[str, str] = {}  # scenario -> workflow id
+
+    async def create(api: httpx.AsyncClient, suffix: str) -> dict[str, Any]:
+        return (await api.post("/v1/projects", json={"name": f"{prefix}-{suffix}"})).json()
+
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        online = await create(api, "ok")
+        await wait_status(api, online["id"], "online")
+        runs["project-online"] = online["workflow_id"]
+        await api.delete(f"/v1/projects/{online['id']}")
+        await wait_status(api, online["id"], "deleted")
+        runs["project-deprovision"] = deprovision_workflow_id(
+            uuid.UUID(online["id"]), "project", online["name"])
+
+        fault(platform, service="storage", kind="status", status=400, count=0, message="quota exceeded")
+        retried, deleted, *bulk = [await create(api, s) for s in ("retried", "deleted", "bulk1", "bulk2")]
+        for tenant in (retried, deleted, *bulk):
+            await wait_status(api, tenant["id"], "failed")
+        runs["project-failed-waiting"] = retried["workflow_id"]
+        history = {"project-failed-waiting": await fetch(temporal_client, retried["workflow_id"])}
+        httpx.delete(f"{platform}/_faults").raise_for_status()
+
+        assert (await api.post(f"/v1/projects/{retried['id']}/retry")).status_code == 202
+        await wait_status(api, retried["id"], "online")
+        runs["project-retried"] = retried["workflow_id"]
+
+        await api.delete(f"/v1/projects/{deleted['id']}")
+        await wait_status(api, deleted["id"], "deleted")
+        runs["project-failed-then-deleted"] = deleted["workflow_id"]
+        runs["project-deprovision-of-failed"] = deprovision_workflow_id(
+            uuid.UUID(deleted["id"]), "project", deleted["name"])
+
+        started = await api.post("/v1/projects/retry-failed", json={"name_prefix": f"{prefix}-bulk"})
+        operation = started.json()["operation_id"]
+        await temporal_client.get_workflow_handle(operation).result()
+        for tenant in bulk:
+            await wait_status(api, tenant["id"], "online")
+        runs["retry-failed-bulk"] = operation
+
+        user_id = uuid.uuid4()
+        record = {"id": str(user_id), "email": "someone@example.com"}
+        hook = {"Authorization": f"Bearer {settings.webhook_secret.get_secret_value()}"}
+        signup = {"type": "INSERT", "table": "users", "schema": "auth", "record": record, "old_record": None}
+        deletion = {**signup, "type": "DELETE", "record": None, "old_record": record}
+        hook_url = "/v1/webhooks/auth/signup"
+        runs["user-online"] = (await api.post(hook_url, json=signup, headers=hook)).json()["workflow_id"]
+        await wait_user(api, user_id, "ready")
+        gone = await api.post(hook_url, json=deletion, headers=hook)
+        runs["user-deprovision"] = gone.json()["workflow_id"]
+        await wait_user(api, user_id, "deleted")
+
+        for scenario, workflow_id in runs.items():
+            if scenario not in history:
+                history[scenario] = await fetch(temporal_client, workflow_id, finished=True)
+
+    assert set(history) == set(SCENARIOS)
+    for scenario, recorded in history.items():
+        result = await replayer().replay_workflow(recorded, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{scenario}: {result.replay_failure}"
+    if RECORD:
+        for scenario, recorded in history.items():
+            save(scenario, recorded)
+
+
+async def fetch(client: Client, workflow_id: str, *, finished: bool = False) -> WorkflowHistory:
+    handle = client.get_workflow_handle(workflow_id)
+    if finished:
+        await eventually(lambda: _closed(handle), timeout=30)
+    return await handle.fetch_history()
+
+
+async def _closed(handle: Any) -> bool:
+    return (await handle.describe()).close_time is not None
+
+
+async def wait_user(api: httpx.AsyncClient, user_id: uuid.UUID, wanted: str) -> None:
+    async def check() -> bool:
+        return (await api.get(f"/v1/users/{user_id}/status")).json()["status"] == wanted
+
+    await eventually(check, timeout=60, interval=0.2)

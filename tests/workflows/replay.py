@@ -1,0 +1,56 @@
+"""Recorded histories of representative runs, kept as fixtures so that a change to the workflow
+code which would break runs already in flight (a failed run waits for a person for days) fails CI.
+
+A fixture is ``tests/workflows/histories/<scenario>.json``: the workflow id and the history as
+Temporal's JSON. ``tests/e2e/test_record_histories.py`` makes them on real parts; with
+``TENANTFLOW_RECORD_HISTORIES=1`` it (re)writes the files. Record new scenarios; never re-record an
+existing one to make a replay failure go away: that failure is what a deploy would do to live runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from worker import WORKFLOWS
+
+HISTORIES = Path(__file__).parent / "histories"
+
+# The runs the fixtures must cover (issue 11): each kind of run and each way it ends or waits.
+SCENARIOS = (
+    "project-online",
+    "project-failed-waiting",
+    "project-retried",
+    "project-deprovision",
+    "project-failed-then-deleted",
+    "project-deprovision-of-failed",
+    "user-online",
+    "user-deprovision",
+    "retry-failed-bulk",
+    # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
+    # and the delivery runs of one event (delivered after a 500; refused with a 410).
+    "project-online-announced",
+    "project-retried-announced",
+    "event-delivered-after-500",
+    "event-refused-410",
+)
+
+
+def save(scenario: str, history: WorkflowHistory) -> Path:
+    path = HISTORIES / f"{scenario}.json"
+    body = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
+    path.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load(scenario: str) -> WorkflowHistory:
+    body = json.loads((HISTORIES / f"{scenario}.json").read_text())
+    return WorkflowHistory.from_json(body["workflow_id"], body["history"])
+
+
+def replayer() -> Replayer:
+    """Today's workflow code, as a deployed worker registers it."""
+    return Replayer(workflows=WORKFLOWS)
