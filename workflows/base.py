@@ -18,7 +18,13 @@ from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from tenantflow.catalog import (
@@ -60,6 +66,9 @@ with workflow.unsafe.imports_passed_through():
 
 # Histories recorded before completion webhooks replay without the child runs they add.
 EVENT_WEBHOOKS_PATCH = "event-webhooks"
+# Before this, a step cancelled with its run was taken for a failed step: the run waited for a
+# retry and its deletion never finished. Old histories replay that way; new runs end cancelled.
+CANCEL_MID_STEP_PATCH = "cancel-mid-step"
 
 
 def event_id(workflow_id: str, status_write: int) -> str:
@@ -172,6 +181,10 @@ class StepsWorkflow:
                 st.steps[spec.name] = result.status
                 return
             except ActivityError as err:
+                if is_cancelled_exception(err) and workflow.patched(CANCEL_MID_STEP_PATCH):
+                    # The run itself is being cancelled (the tenant is being deleted) and the step
+                    # acknowledged it: that is the run's end, not the step's failure.
+                    raise asyncio.CancelledError(f"cancelled during {spec.name}") from err
                 message, details = describe_activity_error(err)
                 await self._fail_and_wait(spec.name, generation, message, details)
 
