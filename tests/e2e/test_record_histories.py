@@ -19,7 +19,7 @@ from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
 from tests.e2e.conftest import fault
 from tests.e2e.test_project_provisioning import wait_status
-from tests.workflows.replay import SCENARIOS, replayer, save
+from tests.workflows.replay import LIFECYCLE_SCENARIOS, replayer, save
 
 RECORD = os.environ.get("TENANTFLOW_RECORD_HISTORIES") == "1"
 
@@ -84,7 +84,7 @@ async def test_representative_runs_replay_on_todays_code(
             if scenario not in history:
                 history[scenario] = await fetch(temporal_client, workflow_id, finished=True)
 
-    assert set(history) == set(SCENARIOS)
+    assert set(history) == set(LIFECYCLE_SCENARIOS)
     for scenario, recorded in history.items():
         result = await replayer().replay_workflow(recorded, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{scenario}: {result.replay_failure}"

@@ -20,7 +20,8 @@ from worker import WORKFLOWS
 HISTORIES = Path(__file__).parent / "histories"
 
 # The runs the fixtures must cover (issue 11): each kind of run and each way it ends or waits.
-SCENARIOS = (
+# Recorded by tests/e2e/test_record_histories.py:
+LIFECYCLE_SCENARIOS = (
     "project-online",
     "project-failed-waiting",
     "project-retried",
@@ -30,13 +31,16 @@ SCENARIOS = (
     "user-online",
     "user-deprovision",
     "retry-failed-bulk",
-    # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
-    # and the delivery runs of one event (delivered after a 500; refused with a 410).
+)
+# Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
+# and the delivery runs of one event (delivered after a 500; refused with a 410).
+WEBHOOK_SCENARIOS = (
     "project-online-announced",
     "project-retried-announced",
     "event-delivered-after-500",
     "event-refused-410",
 )
+SCENARIOS = LIFECYCLE_SCENARIOS + WEBHOOK_SCENARIOS
 
 
 def save(scenario: str, history: WorkflowHistory) -> Path:
