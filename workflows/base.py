@@ -71,6 +71,14 @@ EVENT_WEBHOOKS_PATCH = "event-webhooks"
 CANCEL_MID_STEP_PATCH = "cancel-mid-step"
 
 
+def _run_cancelled(err: ActivityError) -> bool:
+    """Whether this step's error comes with the run's own cancellation: the step acknowledged it,
+    or the run was asked to stop while the step was failing (the request is still pending on the
+    run's task: its CancelledError was absorbed by the activity's wait for the cancellation)."""
+    task = asyncio.current_task()
+    return is_cancelled_exception(err) or (task is not None and task.cancelling() > 0)
+
+
 def event_id(workflow_id: str, status_write: int) -> str:
     """The id of the event a run's ``status_write``-th status write announces: the Standard Webhooks
     ``webhook-id`` and the delivery run's workflow id. Derived, never drawn, so it is the same on every
@@ -181,9 +189,10 @@ class StepsWorkflow:
                 st.steps[spec.name] = result.status
                 return
             except ActivityError as err:
-                if is_cancelled_exception(err) and workflow.patched(CANCEL_MID_STEP_PATCH):
-                    # The run itself is being cancelled (the tenant is being deleted) and the step
-                    # acknowledged it: that is the run's end, not the step's failure.
+                if _run_cancelled(err) and workflow.patched(CANCEL_MID_STEP_PATCH):
+                    # The run itself is being cancelled (the tenant is being deleted): whether the
+                    # step acknowledged it or failed first, that is the run's end, not a failure
+                    # to wait on (Temporal does not retry an activity of a cancelled run).
                     raise asyncio.CancelledError(f"cancelled during {spec.name}") from err
                 message, details = describe_activity_error(err)
                 await self._fail_and_wait(spec.name, generation, message, details)

@@ -3,8 +3,9 @@ code which would break runs already in flight (a failed run waits for a person f
 
 A fixture is ``tests/workflows/histories/<scenario>.json``: the workflow id and the history as
 Temporal's JSON. ``tests/e2e/test_record_histories.py`` makes them on real parts; with
-``TENANTFLOW_RECORD_HISTORIES=1`` it (re)writes the files. Record new scenarios; never re-record an
-existing one to make a replay failure go away: that failure is what a deploy would do to live runs.
+``TENANTFLOW_RECORD_HISTORIES=1`` it writes the scenarios that have no file yet. Record new
+scenarios; never re-record an existing one to make a replay failure go away: that failure is what
+a deploy would do to live runs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ LIFECYCLE_SCENARIOS = (
     "user-online",
     "user-deprovision",
     "retry-failed-bulk",
+    "project-deleted-mid-step",  # cancelled while a step ran (patch "cancel-mid-step")
 )
 # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
 # and the delivery runs of one event (delivered after a 500; refused with a 410).
