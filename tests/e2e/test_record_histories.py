@@ -5,7 +5,6 @@ Only new scenarios are recorded that way; see ``tests/workflows/replay.py``."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,11 +18,7 @@ from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
 from tests.e2e.conftest import fault
 from tests.e2e.test_project_provisioning import wait_status, wait_step
-from tests.workflows.replay import HISTORIES, LIFECYCLE_SCENARIOS, replayer, save
-
-# "1": save the scenarios that have no fixture yet; "all": rewrite every one (rarely right: an old
-# fixture is what proves today's code still replays runs that older code started).
-RECORD = os.environ.get("TENANTFLOW_RECORD_HISTORIES", "")
+from tests.workflows.replay import LIFECYCLE_SCENARIOS, keep_as_fixture, replayer
 
 
 async def test_representative_runs_replay_on_todays_code(
@@ -98,8 +93,7 @@ async def test_representative_runs_replay_on_todays_code(
         result = await replayer().replay_workflow(recorded, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{scenario}: {result.replay_failure}"
     for scenario, recorded in history.items():
-        if RECORD == "all" or (RECORD == "1" and not (HISTORIES / f"{scenario}.json").exists()):
-            save(scenario, recorded)
+        keep_as_fixture(scenario, recorded)
 
 
 async def fetch(client: Client, workflow_id: str, *, finished: bool = False) -> WorkflowHistory:

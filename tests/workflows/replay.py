@@ -11,6 +11,7 @@ a deploy would do to live runs.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
@@ -45,8 +46,14 @@ WEBHOOK_SCENARIOS = (
 SCENARIOS = LIFECYCLE_SCENARIOS + WEBHOOK_SCENARIOS
 
 
-def save(scenario: str, history: WorkflowHistory) -> Path:
+def keep_as_fixture(scenario: str, history: WorkflowHistory) -> Path | None:
+    """Save ``history`` as the scenario's fixture when ``TENANTFLOW_RECORD_HISTORIES`` asks for it:
+    ``1`` saves scenarios that have no fixture yet, ``all`` rewrites every one (rarely right: an old
+    fixture is what proves today's code still replays runs that older code started)."""
+    mode = os.environ.get("TENANTFLOW_RECORD_HISTORIES", "")
     path = HISTORIES / f"{scenario}.json"
+    if not (mode == "all" or (mode == "1" and not path.exists())):
+        return None
     body = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
     path.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
     return path
