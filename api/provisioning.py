@@ -11,15 +11,23 @@ and the start.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 
 from fastapi import HTTPException, status
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from tenantflow.catalog import RETRY_UPDATE, STATUS_SEQ_BASE, STEPS_BY_KIND, ProjectStatus, RunKind
+from tenantflow.catalog import (
+    RETRY_UPDATE,
+    STATUS_SEQ_BASE,
+    STEPS_BY_KIND,
+    ProjectStatus,
+    RunKind,
+    StepStatus,
+)
 from tenantflow.contracts import RetryRequest, RetryResult
-from tenantflow.models import Project
+from tenantflow.models import Project, ProvisioningStep
 from tenantflow.settings import Settings
 from tenantflow.store import Created, Store, deprovision_workflow_id
 from tenantflow.temporal import start_deprovisioning, start_provisioning
@@ -79,6 +87,13 @@ async def ensure_run(client: Client, settings: Settings, project: Project) -> No
         # Running runs are attached to (USE_EXISTING); this is only raised for a closed run,
         # which the reuse policy rightly refuses to start again.
         pass
+
+
+def waiting_run(steps: Iterable[ProvisioningStep]) -> RunKind:
+    """The run that waits on a failed step: the teardown's once one of its steps has failed (the
+    provisioning run ended when the deletion began), else the provisioning run."""
+    failed_teardown = any(s.run_kind == RunKind.DEPROVISION and s.status == StepStatus.FAILED for s in steps)
+    return RunKind.DEPROVISION if failed_teardown else RunKind.PROVISION
 
 
 async def retry_failed_step(

@@ -25,7 +25,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.events import event_stream_response, project_events, wait_for_status
-from api.provisioning import create_tenant, deprovision, retry_failed_step
+from api.provisioning import create_tenant, deprovision, retry_failed_step, waiting_run
 from api.schemas import (
     ConnectionOut,
     ProjectCreate,
@@ -207,11 +207,14 @@ async def get_connection(
     },
 )
 async def retry_project(
-    project: ProjectByRefDep, temporal: TemporalDep, body: RetryCreate | None = None
+    project: ProjectByRefDep, temporal: TemporalDep, store: StoreDep, actor: ActorDep,
+    body: RetryCreate | None = None,
 ) -> RetryAccepted:
-    """Resume the run from its failed step (the workflow update ``retry_failed_step``)."""
+    """Resume the run from its failed step (the workflow update ``retry_failed_step``): the
+    teardown's if one of its steps is the one that failed, else the provisioning run."""
     reason = body.reason if body else ""
-    result = await retry_failed_step(temporal, project, requested_by="api", reason=reason)
+    result = await retry_failed_step(temporal, project, requested_by=actor, reason=reason,
+                                     run_kind=waiting_run(await store.get_steps(project.id)))
     return RetryAccepted(retrying_step=result.step_name)
 
 

@@ -112,6 +112,27 @@ async def test_deleting_a_failed_and_waiting_tenant_cancels_its_run_and_removes_
     assert await leftovers(settings, pg, arcadedb, platform, name, created["id"]) == {}
 
 
+async def test_a_failed_teardown_step_is_retried_through_the_api_and_the_deletion_finishes(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    arcadedb: ArcadeDBServer, platform: str,
+) -> None:
+    settings = full_settings()
+    name = tenant_name()
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        await wait_status(api, pid, "online")
+        fault(platform, service="storage", kind="status", status=400, count=0, message="bucket locked")
+        assert (await api.delete(f"/v1/projects/{name}")).status_code == 202
+        failed = await wait_status(api, pid, "failed")
+        assert steps_by_name(failed)["deregister_storage_service"]["status"] == "failed"
+        httpx.delete(f"{platform}/_faults").raise_for_status()
+        retried = await api.post(f"/v1/projects/{name}/retry", json={"reason": "unlocked"})
+        assert retried.status_code == 202, retried.text
+        assert retried.json() == {"retrying_step": "deregister_storage_service"}
+        await wait_status(api, pid, "deleted")
+    assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}
+
+
 @pytest.mark.parametrize(
     "heartbeat_timeout",
     [3, 15],  # 3: the cancel reaches the step at its next heartbeat, within the storage call;
