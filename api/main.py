@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import errors, metrics
+from api import console, errors, metrics
 from api.docs import SWAGGER_UI_PARAMETERS, document_shared_errors
 from api.events import EventHub
 from api.limits import BodySizeLimit
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, bulk.router, projects.router, users.router, webhooks.router, keys.router):
         app.include_router(router)
     document_shared_errors(app)
+    console.install(app)
     # Outermost (added last): bodies are bounded before auth, parsing or anything else reads them.
     app.add_middleware(BodySizeLimit)
     return app

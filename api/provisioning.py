@@ -1,5 +1,6 @@
-"""Creating a tenant and making sure its provisioning run exists, and taking a tenant down:
-shared by the project API and the signup webhook, so both get the same idempotency.
+"""Creating a tenant and making sure its provisioning run exists, resuming a failed run, and
+taking a tenant down: shared by the project API, the signup webhook and the console, so all get
+the same idempotency and the same answers.
 
 ``Store.create_project`` returns the existing row for a repeated name / idempotency key / user;
 ``ensure_run`` then starts the run or attaches to it (``tenantflow.temporal.start_provisioning``
@@ -10,16 +11,29 @@ and the start.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import timedelta
 
 from fastapi import HTTPException, status
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from tenantflow.catalog import STATUS_SEQ_BASE, STEPS_BY_KIND, ProjectStatus, RunKind
-from tenantflow.models import Project
+from tenantflow.catalog import (
+    RETRY_UPDATE,
+    STATUS_SEQ_BASE,
+    STEPS_BY_KIND,
+    ProjectStatus,
+    RunKind,
+    StepStatus,
+)
+from tenantflow.contracts import RetryRequest, RetryResult
+from tenantflow.models import Project, ProvisioningStep
 from tenantflow.settings import Settings
-from tenantflow.store import Created, Store
+from tenantflow.store import Created, Store, deprovision_workflow_id
 from tenantflow.temporal import start_deprovisioning, start_provisioning
+
+# How long a retry waits for the workflow to take the update (a worker must be polling).
+RETRY_UPDATE_TIMEOUT = timedelta(seconds=30)
 
 
 async def create_tenant(
@@ -73,6 +87,38 @@ async def ensure_run(client: Client, settings: Settings, project: Project) -> No
         # Running runs are attached to (USE_EXISTING); this is only raised for a closed run,
         # which the reuse policy rightly refuses to start again.
         pass
+
+
+def waiting_run(steps: Iterable[ProvisioningStep]) -> RunKind:
+    """The run that waits on a failed step: the teardown's once one of its steps has failed (the
+    provisioning run ended when the deletion began), else the provisioning run."""
+    failed_teardown = any(s.run_kind == RunKind.DEPROVISION and s.status == StepStatus.FAILED for s in steps)
+    return RunKind.DEPROVISION if failed_teardown else RunKind.PROVISION
+
+
+async def retry_failed_step(
+    client: Client,
+    project: Project,
+    *,
+    requested_by: str,
+    reason: str = "",
+    run_kind: RunKind = RunKind.PROVISION,
+) -> RetryResult:
+    """Resume the tenant's ``run_kind`` run from its failed step (the workflow update
+    ``retry_failed_step``); returns once the step is pending again.
+
+    Raises:
+        WorkflowUpdateFailedError: the run refused (nothing has failed, a retry is under way).
+        RPCError: the run is not running any more (NOT_FOUND), or Temporal is unreachable.
+    """
+    workflow_id = (project.workflow_id if run_kind == RunKind.PROVISION
+                   else deprovision_workflow_id(project.id, project.kind, project.name))
+    return await client.get_workflow_handle(workflow_id).execute_update(
+        RETRY_UPDATE,
+        RetryRequest(reason=reason, requested_by=requested_by),
+        result_type=RetryResult,
+        rpc_timeout=RETRY_UPDATE_TIMEOUT,
+    )
 
 
 async def deprovision(store: Store, client: Client, settings: Settings, project: Project) -> Project:

@@ -301,6 +301,36 @@ class Settings(BaseSettings):
             raise ValueError("metrics_token must be empty or a real secret in production")
         return self
 
+    # Operator console (/console): who may log in, for how long, and where its run links point.
+    console_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="A console login password besides the API token (empty: only the API token logs in).",
+    )
+    console_session_hours: float = Field(
+        default=12.0, gt=0, description="How long a console login lasts before it must log in again."
+    )
+    temporal_ui_url: str = Field(
+        default="http://127.0.0.1:8233",
+        description="Temporal Web UI base URL (http or https); the console links every run there.",
+    )
+
+    @field_validator("temporal_ui_url")
+    @classmethod
+    def _web_url(cls, url: str) -> str:
+        # It becomes a link in the console: only a web address, never javascript: or data:.
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("temporal_ui_url must start with http:// or https://")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_console_password(self) -> Settings:
+        password = self.console_password.get_secret_value()
+        if password and self.environment is Environment.PRODUCTION and (
+            password.lower() in PLACEHOLDER_SECRETS or len(password) < 16
+        ):
+            raise ValueError("console_password must be empty or a real secret in production")
+        return self
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.environment is Environment.PRODUCTION:

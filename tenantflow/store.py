@@ -12,6 +12,7 @@ the mirror never goes back to a state that is over. An unreachable database is r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, array_agg, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantflow.catalog import RUN_KIND_OF_STEP, AttemptOutcome, ProjectKind, RunKind, StepName
@@ -137,6 +138,28 @@ class ProjectSlice:
     next_after: Keyset | None
 
 
+def newest_first_statement(query: ProjectQuery) -> Select[Any]:
+    """``project_page_statement`` walked backwards: newest first, the page starting before
+    ``query.after`` (the same indexes, scanned backwards)."""
+    statement = project_page_statement(dataclasses.replace(query, after=None))
+    if query.after is not None:
+        statement = statement.where(
+            tuple_(P.c.created_at, P.c.id) < tuple_(query.after.created_at, query.after.id)
+        )
+    return statement.order_by(None).order_by(P.c.created_at.desc(), P.c.id.desc())
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """A tenant's steps in one line (the console's list): the step under way or waiting for a
+    person, and when provisioning was done."""
+
+    current_step: str | None  # of the latest run: failed, else running, else retrying
+    current_status: str | None  # failed | running | pending (an attempt failed; Temporal retries it)
+    current_error: str | None  # that step's last error
+    online_at: datetime | None  # when the last provisioning step finished, once every one had
+
+
 def like_prefix(prefix: str) -> str:
     """A LIKE pattern matching the strings that start with ``prefix``, taken literally (``%``, ``_``
     and the escape character ``\\`` in it match only themselves)."""
@@ -168,6 +191,37 @@ def project_page_statement(query: ProjectQuery) -> Select[Any]:
             .exists()
         )
     return select(P).where(*where).order_by(P.c.created_at, P.c.id).limit(query.limit + 1)
+
+
+def step_summary_statement(project_ids: Sequence[uuid.UUID]) -> Select[Any]:
+    """One row per tenant, aggregated over its step rows (``StepSummary``'s columns)."""
+    noteworthy = or_(
+        S.c.status.in_([StepStatus.FAILED, StepStatus.RUNNING]),
+        and_(S.c.status == StepStatus.PENDING, S.c.error_message.is_not(None)),
+    )
+    # The teardown's rows exist only once a deletion began: then they are the story, not the
+    # provisioning's (whose failed step stays failed, as history).
+    rank = (
+        (S.c.run_kind == RunKind.DEPROVISION).desc(),
+        case((S.c.status == StepStatus.FAILED, 0), (S.c.status == StepStatus.RUNNING, 1), else_=2),
+        S.c.started_at.desc().nulls_last(),
+    )
+
+    def first(column: Any) -> Any:
+        return array_agg(aggregate_order_by(column, *rank)).filter(noteworthy)[1]
+
+    provision = S.c.run_kind == RunKind.PROVISION
+    done = S.c.status.in_([StepStatus.SUCCESS, StepStatus.SKIPPED])
+    online_at = case((func.bool_and(done).filter(provision), func.max(S.c.completed_at).filter(provision)))
+    return (
+        select(
+            S.c.project_id, first(S.c.step_name).label("current_step"),
+            first(S.c.status).label("current_status"), first(S.c.error_message).label("current_error"),
+            online_at.label("online_at"),
+        )
+        .where(S.c.project_id.in_(project_ids))
+        .group_by(S.c.project_id)
+    )
 
 
 class Store:
@@ -270,6 +324,33 @@ class Store:
         projects = [Project(**r) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         return ProjectSlice(projects, Keyset.of(projects[-1]) if more else None)
+
+    async def list_projects_newest_first(self, query: ProjectQuery) -> ProjectSlice:
+        """``list_projects`` in the other direction: the newest tenants first, then older pages
+        (``query.after``: the last, oldest row of the previous page)."""
+        async with self._read() as conn:
+            rows = (await conn.execute(newest_first_statement(query))).mappings().all()
+        projects = [Project(**r) for r in rows[: query.limit]]
+        return ProjectSlice(projects, Keyset.of(projects[-1]) if len(rows) > query.limit else None)
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many tenants have each status (statuses that no tenant has are missing)."""
+        query = select(P.c.status, func.count()).group_by(P.c.status)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return {status: count for status, count in rows}
+
+    async def step_summaries(self, project_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StepSummary]:
+        """``StepSummary`` of each of these tenants, in one query (tenants without step rows are
+        missing)."""
+        if not project_ids:
+            return {}
+        async with self._read() as conn:
+            rows = (await conn.execute(step_summary_statement(project_ids))).all()
+        return {
+            r.project_id: StepSummary(r.current_step, r.current_status, r.current_error, r.online_at)
+            for r in rows
+        }
 
     async def waiting_runs(self, filter: TenantFilter) -> list[WaitingRun]:
         """Tenants whose run waits on a failed step, matching ``filter``, oldest first; with the

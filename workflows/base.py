@@ -18,7 +18,13 @@ from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from tenantflow.catalog import (
@@ -60,6 +66,17 @@ with workflow.unsafe.imports_passed_through():
 
 # Histories recorded before completion webhooks replay without the child runs they add.
 EVENT_WEBHOOKS_PATCH = "event-webhooks"
+# Before this, a step cancelled with its run was taken for a failed step: the run waited for a
+# retry and its deletion never finished. Old histories replay that way; new runs end cancelled.
+CANCEL_MID_STEP_PATCH = "cancel-mid-step"
+
+
+def _run_cancelled(err: ActivityError) -> bool:
+    """Whether this step's error comes with the run's own cancellation: the step acknowledged it,
+    or the run was asked to stop while the step was failing (the request is still pending on the
+    run's task: its CancelledError was absorbed by the activity's wait for the cancellation)."""
+    task = asyncio.current_task()
+    return is_cancelled_exception(err) or (task is not None and task.cancelling() > 0)
 
 
 def event_id(workflow_id: str, status_write: int) -> str:
@@ -172,6 +189,11 @@ class StepsWorkflow:
                 st.steps[spec.name] = result.status
                 return
             except ActivityError as err:
+                if _run_cancelled(err) and workflow.patched(CANCEL_MID_STEP_PATCH):
+                    # The run itself is being cancelled (the tenant is being deleted): whether the
+                    # step acknowledged it or failed first, that is the run's end, not a failure
+                    # to wait on (Temporal does not retry an activity of a cancelled run).
+                    raise asyncio.CancelledError(f"cancelled during {spec.name}") from err
                 message, details = describe_activity_error(err)
                 await self._fail_and_wait(spec.name, generation, message, details)
 

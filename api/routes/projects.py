@@ -3,7 +3,6 @@ details; retry its failed step. ``{ref}`` is a project's id or name (``ProjectBy
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
@@ -26,7 +25,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.events import event_stream_response, project_events, wait_for_status
-from api.provisioning import create_tenant, deprovision
+from api.provisioning import create_tenant, deprovision, retry_failed_step, waiting_run
 from api.schemas import (
     ConnectionOut,
     ProjectCreate,
@@ -37,14 +36,11 @@ from api.schemas import (
     StepOut,
     StepsOut,
 )
-from tenantflow.catalog import RETRY_UPDATE, ProjectKind, ProjectStatus, StepName
-from tenantflow.contracts import RetryRequest, RetryResult
+from tenantflow.catalog import ProjectKind, ProjectStatus, StepName
 from tenantflow.store import ProjectQuery
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireRead])
 
-# How long a retry waits for the workflow to take the update (a worker must be polling).
-RETRY_UPDATE_TIMEOUT = timedelta(seconds=30)
 # Idempotency keys live in one column with the webhook's ("user:<id>"): give clients their own space.
 CLIENT_KEY_PREFIX = "project:"
 
@@ -211,16 +207,14 @@ async def get_connection(
     },
 )
 async def retry_project(
-    project: ProjectByRefDep, temporal: TemporalDep, body: RetryCreate | None = None
+    project: ProjectByRefDep, temporal: TemporalDep, store: StoreDep, actor: ActorDep,
+    body: RetryCreate | None = None,
 ) -> RetryAccepted:
-    """Resume the run from its failed step (the workflow update ``retry_failed_step``)."""
-    handle = temporal.get_workflow_handle(project.workflow_id)
-    result = await handle.execute_update(
-        RETRY_UPDATE,
-        RetryRequest(reason=body.reason if body else "", requested_by="api"),
-        result_type=RetryResult,
-        rpc_timeout=RETRY_UPDATE_TIMEOUT,
-    )
+    """Resume the run from its failed step (the workflow update ``retry_failed_step``): the
+    teardown's if one of its steps is the one that failed, else the provisioning run."""
+    reason = body.reason if body else ""
+    result = await retry_failed_step(temporal, project, requested_by=actor, reason=reason,
+                                     run_kind=waiting_run(await store.get_steps(project.id)))
     return RetryAccepted(retrying_step=result.step_name)
 
 

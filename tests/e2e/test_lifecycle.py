@@ -112,6 +112,57 @@ async def test_deleting_a_failed_and_waiting_tenant_cancels_its_run_and_removes_
     assert await leftovers(settings, pg, arcadedb, platform, name, created["id"]) == {}
 
 
+async def test_a_failed_teardown_step_is_retried_through_the_api_and_the_deletion_finishes(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    arcadedb: ArcadeDBServer, platform: str,
+) -> None:
+    settings = full_settings()
+    name = tenant_name()
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        await wait_status(api, pid, "online")
+        fault(platform, service="storage", kind="status", status=400, count=0, message="bucket locked")
+        assert (await api.delete(f"/v1/projects/{name}")).status_code == 202
+        failed = await wait_status(api, pid, "failed")
+        assert steps_by_name(failed)["deregister_storage_service"]["status"] == "failed"
+        httpx.delete(f"{platform}/_faults").raise_for_status()
+        retried = await api.post(f"/v1/projects/{name}/retry", json={"reason": "unlocked"})
+        assert retried.status_code == 202, retried.text
+        assert retried.json() == {"retrying_step": "deregister_storage_service"}
+        await wait_status(api, pid, "deleted")
+    assert await leftovers(settings, pg, arcadedb, platform, name, pid) == {}
+
+
+@pytest.mark.parametrize(
+    "heartbeat_timeout",
+    [3, 15],  # 3: the cancel reaches the step at its next heartbeat, within the storage call;
+              # 15: the storage call times out (5 s) first, so the step fails after the cancel
+)
+async def test_deleting_a_tenant_while_a_step_runs_cancels_the_step_and_finishes(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
+    arcadedb: ArcadeDBServer, platform: str, temporal_client: Client, heartbeat_timeout: int,
+) -> None:
+    """A live worker is inside a step (storage hangs) when the tenant is deleted: the step is
+    cancelled (or fails while the run is being cancelled), the provisioning run ends cancelled (not
+    "failed, waiting for a retry", which left the deletion waiting forever), and the teardown
+    removes everything."""
+    settings = full_settings(step_heartbeat_timeout_seconds=heartbeat_timeout)
+    name = tenant_name()
+    fault(platform, service="storage", kind="timeout", count=1)  # hangs until the client hangs up
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        created = (await api.post("/v1/projects", json={"name": name})).json()
+        await wait_step(api, created["id"], "register_storage_service", "running")
+        assert (await api.delete(f"/v1/projects/{name}")).status_code == 202
+        body = await wait_status(api, created["id"], "deleted", timeout=60)
+    provision = await temporal_client.get_workflow_handle(created["workflow_id"]).describe()
+    assert provision.status == WorkflowExecutionStatus.CANCELED
+    storage = steps_by_name(body)["register_storage_service"]
+    assert storage["status"] == "pending", storage  # never "failed": nobody is asked to retry it
+    assert all(s["status"] not in ("running", "failed") for s in body["steps"]), body["steps"]
+    httpx.delete(f"{platform}/_faults").raise_for_status()
+    assert await leftovers(settings, pg, arcadedb, platform, name, created["id"]) == {}
+
+
 async def test_a_tenant_whose_provisioning_died_mid_step_is_deleted_cleanly(
     full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, pg: PostgresServer,
     arcadedb: ArcadeDBServer, platform: str,

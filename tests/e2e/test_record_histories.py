@@ -5,7 +5,6 @@ Only new scenarios are recorded that way; see ``tests/workflows/replay.py``."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +17,8 @@ from tenantflow.store import deprovision_workflow_id
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
 from tests.e2e.conftest import fault
-from tests.e2e.test_project_provisioning import wait_status
-from tests.workflows.replay import SCENARIOS, replayer, save
-
-RECORD = os.environ.get("TENANTFLOW_RECORD_HISTORIES") == "1"
+from tests.e2e.test_project_provisioning import wait_status, wait_step
+from tests.workflows.replay import LIFECYCLE_SCENARIOS, keep_as_fixture, replayer
 
 
 async def test_representative_runs_replay_on_todays_code(
@@ -68,6 +65,13 @@ async def test_representative_runs_replay_on_todays_code(
             await wait_status(api, tenant["id"], "online")
         runs["retry-failed-bulk"] = operation
 
+        fault(platform, service="storage", kind="timeout", count=1)  # the next storage call hangs
+        mid_step = await create(api, "midstep")
+        await wait_step(api, mid_step["id"], "register_storage_service", "running")
+        await api.delete(f"/v1/projects/{mid_step['id']}")
+        await wait_status(api, mid_step["id"], "deleted")
+        runs["project-deleted-mid-step"] = mid_step["workflow_id"]
+
         user_id = uuid.uuid4()
         record = {"id": str(user_id), "email": "someone@example.com"}
         hook = {"Authorization": f"Bearer {settings.webhook_secret.get_secret_value()}"}
@@ -84,13 +88,12 @@ async def test_representative_runs_replay_on_todays_code(
             if scenario not in history:
                 history[scenario] = await fetch(temporal_client, workflow_id, finished=True)
 
-    assert set(history) == set(SCENARIOS)
+    assert set(history) == set(LIFECYCLE_SCENARIOS)
     for scenario, recorded in history.items():
         result = await replayer().replay_workflow(recorded, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{scenario}: {result.replay_failure}"
-    if RECORD:
-        for scenario, recorded in history.items():
-            save(scenario, recorded)
+    for scenario, recorded in history.items():
+        keep_as_fixture(scenario, recorded)
 
 
 async def fetch(client: Client, workflow_id: str, *, finished: bool = False) -> WorkflowHistory:

@@ -3,13 +3,15 @@ code which would break runs already in flight (a failed run waits for a person f
 
 A fixture is ``tests/workflows/histories/<scenario>.json``: the workflow id and the history as
 Temporal's JSON. ``tests/e2e/test_record_histories.py`` makes them on real parts; with
-``TENANTFLOW_RECORD_HISTORIES=1`` it (re)writes the files. Record new scenarios; never re-record an
-existing one to make a replay failure go away: that failure is what a deploy would do to live runs.
+``TENANTFLOW_RECORD_HISTORIES=1`` it writes the scenarios that have no file yet. Record new
+scenarios; never re-record an existing one to make a replay failure go away: that failure is what
+a deploy would do to live runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
@@ -20,7 +22,8 @@ from worker import WORKFLOWS
 HISTORIES = Path(__file__).parent / "histories"
 
 # The runs the fixtures must cover (issue 11): each kind of run and each way it ends or waits.
-SCENARIOS = (
+# Recorded by tests/e2e/test_record_histories.py:
+LIFECYCLE_SCENARIOS = (
     "project-online",
     "project-failed-waiting",
     "project-retried",
@@ -30,17 +33,27 @@ SCENARIOS = (
     "user-online",
     "user-deprovision",
     "retry-failed-bulk",
-    # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
-    # and the delivery runs of one event (delivered after a 500; refused with a 410).
+    "project-deleted-mid-step",  # cancelled while a step ran (patch "cancel-mid-step")
+)
+# Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
+# and the delivery runs of one event (delivered after a 500; refused with a 410).
+WEBHOOK_SCENARIOS = (
     "project-online-announced",
     "project-retried-announced",
     "event-delivered-after-500",
     "event-refused-410",
 )
+SCENARIOS = LIFECYCLE_SCENARIOS + WEBHOOK_SCENARIOS
 
 
-def save(scenario: str, history: WorkflowHistory) -> Path:
+def keep_as_fixture(scenario: str, history: WorkflowHistory) -> Path | None:
+    """Save ``history`` as the scenario's fixture when ``TENANTFLOW_RECORD_HISTORIES`` asks for it:
+    ``1`` saves scenarios that have no fixture yet, ``all`` rewrites every one (rarely right: an old
+    fixture is what proves today's code still replays runs that older code started)."""
+    mode = os.environ.get("TENANTFLOW_RECORD_HISTORIES", "")
     path = HISTORIES / f"{scenario}.json"
+    if not (mode == "all" or (mode == "1" and not path.exists())):
+        return None
     body = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
     path.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
     return path

@@ -7,7 +7,6 @@ which runs the real worker of ``worker.py``."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -37,20 +36,17 @@ from tests.conftest import eventually
 from tests.e2e.test_project_provisioning import wait_status
 from tests.scripted import ScriptedSteps
 from tests.webhook_receiver import SECRET, Delivery, Receiver, dead_url
-from tests.workflows.replay import save
+from tests.workflows.replay import keep_as_fixture
 from worker import WORKFLOWS
 from workflows.events import DeliverEventWorkflow
 from workflows.project import ProvisionProjectWorkflow
 
-RECORD = os.environ.get("TENANTFLOW_RECORD_HISTORIES") == "1"
-
 
 async def replays(scenario: str, history: WorkflowHistory) -> None:
-    """A fresh history replays on today's code; with ``TENANTFLOW_RECORD_HISTORIES=1`` it becomes the
-    scenario's fixture (``tests/workflows/replay.py``), replayed by every later change."""
+    """A fresh history replays on today's code; with ``TENANTFLOW_RECORD_HISTORIES`` set it may
+    become the scenario's fixture (``tests.workflows.replay.keep_as_fixture``)."""
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
-    if RECORD:
-        save(scenario, history)
+    keep_as_fixture(scenario, history)
 
 
 @contextlib.asynccontextmanager
