@@ -1,4 +1,4 @@
-"""The anchors' workflows: nine no-op activities in a row, as regular or as local activities.
+"""The anchors' workflow: nine no-op activities in a row, as regular or as local activities.
 
 What a run of tenantflow's nine steps would cost if the steps did nothing and the workflow did
 nothing else: the floor Temporal itself sets on this machine. Kept apart from the runner so the
@@ -18,6 +18,7 @@ TIMEOUT = timedelta(seconds=30)
 
 @dataclass(frozen=True)
 class AnchorInput:
+    local: bool  # local activities (run inside the workflow's task) rather than regular ones
     steps: int = STEPS
 
 
@@ -32,19 +33,13 @@ async def noop(step: int) -> int:
     return step
 
 
-@workflow.defn(name="BenchNineActivities")
-class NineActivities:
+@workflow.defn(name="BenchNineSteps")
+class NineSteps:
     @workflow.run
     async def run(self, params: AnchorInput) -> AnchorResult:
         for step in range(params.steps):
-            await workflow.execute_activity(noop, step, start_to_close_timeout=TIMEOUT)
-        return AnchorResult(params.steps)
-
-
-@workflow.defn(name="BenchNineLocalActivities")
-class NineLocalActivities:
-    @workflow.run
-    async def run(self, params: AnchorInput) -> AnchorResult:
-        for step in range(params.steps):
-            await workflow.execute_local_activity(noop, step, start_to_close_timeout=TIMEOUT)
+            if params.local:
+                await workflow.execute_local_activity(noop, step, start_to_close_timeout=TIMEOUT)
+            else:
+                await workflow.execute_activity(noop, step, start_to_close_timeout=TIMEOUT)
         return AnchorResult(params.steps)

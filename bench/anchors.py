@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.anchor_workflows import STEPS, AnchorInput, AnchorResult, NineActivities, NineLocalActivities, noop
+from bench.anchor_workflows import STEPS, AnchorInput, NineSteps, noop
 from bench.plan import Bench
 from bench.stack import cpu_used, usage
 from bench.stats import median, ms, percentile
@@ -25,12 +25,12 @@ from bench.stats import median, ms, percentile
 WARMUP_RUNS = 2
 
 
-async def _one_run(client: Client, workflow: str, workflow_id: str, task_queue: str, *,
+async def _one_run(client: Client, workflow_id: str, task_queue: str, *, local: bool,
                    eager: bool = False) -> tuple[float, bool]:
     """Seconds from the start request to the result, and whether the start was eager."""
     started = time.perf_counter()
-    handle = await client.start_workflow(workflow, AnchorInput(), id=workflow_id, task_queue=task_queue,
-                                         result_type=AnchorResult, request_eager_start=eager)
+    handle = await client.start_workflow(NineSteps.run, AnchorInput(local), id=workflow_id,
+                                         task_queue=task_queue, request_eager_start=eager)
     result = await handle.result()
     assert result.steps_run == STEPS
     return time.perf_counter() - started, bool(getattr(handle, "__temporal_eagerly_started", False))
@@ -54,19 +54,18 @@ async def anchors_section(bench: Bench) -> None:
     report.section("anchors", f"bare Temporal, {STEPS} no-op activities in one workflow "
                               f"(worker in this process, task queue {task_queue})")
     client = await Client.connect(bench.target.temporal_address)
-    worker = Worker(client, task_queue=task_queue, workflows=[NineActivities, NineLocalActivities],
-                    activities=[noop])
+    worker = Worker(client, task_queue=task_queue, workflows=[NineSteps], activities=[noop])
     async with worker:
-        def runner(workflow: str, tag: str, *, eager: bool = False) -> StartRun:
-            return lambda i: _one_run(client, workflow, f"{task_queue}-{tag}-{i}", task_queue, eager=eager)
+        def runner(tag: str, *, local: bool, eager: bool = False) -> StartRun:
+            return lambda i: _one_run(client, f"{task_queue}-{tag}-{i}", task_queue, local=local, eager=eager)
 
         n = plan.anchor_runs
-        regular, _ = await _one_at_a_time(n, runner("BenchNineActivities", "seq"))
+        regular, _ = await _one_at_a_time(n, runner("seq", local=False))
         _say_latency(bench, "regular", f"(a) regular activities, one at a time ({n} runs)", regular)
-        await _throughput(bench, runner("BenchNineActivities", "par"))
-        local, _ = await _one_at_a_time(n, runner("BenchNineLocalActivities", "local"))
+        await _throughput(bench, runner("par", local=False))
+        local, _ = await _one_at_a_time(n, runner("local", local=True))
         _say_latency(bench, "local", f"(b) local activities, one at a time ({n} runs)", local)
-        eager, eager_count = await _one_at_a_time(n, runner("BenchNineLocalActivities", "eager", eager=True))
+        eager, eager_count = await _one_at_a_time(n, runner("eager", local=True, eager=True))
         _say_latency(bench, "eager", f"(b) local, request_eager_start ({n} runs, {eager_count} eager)", eager)
     report.record(eager_started=eager_count)
     anchors = bench.anchors
