@@ -144,10 +144,14 @@ RequireWrite = require(Scope.WRITE)
 RequireAdmin = require(Scope.ADMIN)
 
 
-async def project_by_ref(
-    ref: Annotated[str, Path(min_length=1, max_length=100, description="The project's id or name.")],
-    store: StoreDep,
-) -> Project:
+RefPath = Annotated[str, Path(min_length=1, max_length=100, description="The project's id or name.")]
+
+
+def no_such_project(ref: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no project with id or name {ref!r}")
+
+
+async def project_by_ref(ref: RefPath, store: StoreDep) -> Project:
     """The project ``{ref}`` names (an id, or a name: the live tenant holding it first).
 
     Raises:
@@ -155,7 +159,7 @@ async def project_by_ref(
     """
     project = await store.get_project_by_ref(ref)
     if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no project with id or name {ref!r}")
+        raise no_such_project(ref)
     return project
 
 

@@ -17,12 +17,14 @@ from api.deps import (
     CursorDep,
     EventHubDep,
     ProjectByRefDep,
+    RefPath,
     RequireAdmin,
     RequireRead,
     RequireWrite,
     SettingsDep,
     StoreDep,
     TemporalDep,
+    no_such_project,
 )
 from api.events import event_stream_response, project_events, wait_for_status
 from api.provisioning import create_tenant, deprovision, retry_failed_step, waiting_run
@@ -36,7 +38,7 @@ from api.schemas import (
     StepOut,
     StepsOut,
 )
-from tenantflow.catalog import ProjectKind, ProjectStatus, StepName
+from tenantflow.catalog import SETTLED_STATUSES, ProjectKind, ProjectStatus, StepName
 from tenantflow.store import ProjectQuery
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[RequireRead])
@@ -112,7 +114,7 @@ async def list_projects(
 
 @router.get("/{ref}", response_model=ProjectDetail, responses=_NOT_FOUND)
 async def get_project(
-    project: ProjectByRefDep,
+    ref: RefPath,
     store: StoreDep,
     hub: EventHubDep,
     wait_for: Annotated[
@@ -123,15 +125,21 @@ async def get_project(
     timeout: Annotated[
         float, Query(gt=0, le=LONG_POLL_MAX_SECONDS, description="Seconds a `wait_for` may wait.")
     ] = 30,
-) -> ProjectDetail:
+) -> Response:
     """Status, steps in catalog order, and graph connection info (never a password).
 
     With ``wait_for``, a long poll: the answer comes when the tenant reaches that status (or one it
     cannot leave without a person), or after ``timeout`` seconds with its state then; the client
     checks ``status``. A client that wants every step as it happens uses ``/events`` instead."""
-    if wait_for is not None:
+    found = await store.get_project_with_steps(ref)
+    if found is None:
+        raise no_such_project(ref)
+    project, steps = found
+    if wait_for is not None and project.status != wait_for and project.status not in SETTLED_STATUSES:
         project = await wait_for_status(hub, store, project, wait_for, timeout=timeout)
-    return ProjectDetail.from_rows(project, await store.get_steps(project.id))
+        steps = await store.get_steps(project.id)
+    # The document is built once by our model and sent as it is (FastAPI would validate it again).
+    return Response(ProjectDetail.from_rows(project, steps).model_dump_json(), media_type="application/json")
 
 
 @router.get(

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from temporalio.client import Client
 
 from activities.deps import Deps
@@ -133,6 +134,31 @@ async def test_a_project_is_found_by_its_id_and_by_its_name(
     assert steps["project_id"] == created["id"]
     listed = [(s["name"], s["run_kind"]) for s in steps["steps"]]
     assert listed == [(n, "provision") for n in PROJECT_STEP_NAMES]
+
+
+async def test_the_status_read_is_one_query_with_the_same_answer_as_the_parts(
+    settings: Settings, deps: Deps, tenant_name: Callable[[], str]
+) -> None:
+    """``GET /v1/projects/{ref}`` (the most frequent request) reads the project and its steps in
+    one round trip, by id or by name, and says what the project and steps routes say."""
+    app = create_app(settings)
+    statements: list[str] = []
+    async with app.router.lifespan_context(app):
+        engine = app.state.store.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=AUTH) as api:
+            name = tenant_name()
+            created = (await api.post("/v1/projects", json={"name": name})).json()
+            for ref in (created["id"], name):
+                statements.clear()
+                read = (await api.get(f"/v1/projects/{ref}")).json()
+                selects = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
+                assert len(selects) == 1, statements
+                steps = (await api.get(f"/v1/projects/{ref}/steps")).json()["steps"]
+                assert [(s["name"], s["status"]) for s in read["steps"]] == [
+                    (s["name"], s["status"]) for s in steps]
+                assert read["id"] == created["id"] and read["name"] == name
 
 
 async def test_teardown_steps_follow_the_provisioning_steps_in_catalog_order(
