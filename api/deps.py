@@ -6,6 +6,8 @@ list's cursor, where the caller is).
 
 The lifespan (``api.main``) puts the shared objects on ``app.state``; these dependencies hand them
 to routes as ``Annotated`` types, so a route declares ``store: StoreDep`` and never builds one.
+Every dependency is ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in
+a worker thread, which cost the status read more than its query (measured: 20 thread hops a request).
 """
 
 from __future__ import annotations
@@ -30,27 +32,27 @@ from tenantflow.settings import Settings
 from tenantflow.store import Keyset, Store
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     return request.app.state.store
 
 
-def _temporal(request: Request) -> Client:
+async def _temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
-def _credentials(request: Request) -> CredentialStore:
+async def _credentials(request: Request) -> CredentialStore:
     return request.app.state.credentials
 
 
-def _events(request: Request) -> EventHub:
+async def _events(request: Request) -> EventHub:
     return request.app.state.events
 
 
-def _api_keys(request: Request) -> ApiKeyStore:
+async def _api_keys(request: Request) -> ApiKeyStore:
     return request.app.state.api_keys
 
 
@@ -96,7 +98,7 @@ PrincipalDep = Annotated[Principal, Depends(principal)]
 def require(scope: Scope) -> Any:
     """A dependency that lets the request through only for a caller with ``scope`` (or above)."""
 
-    def check(caller: PrincipalDep) -> Principal:
+    async def check(caller: PrincipalDep) -> Principal:
         if not caller.allows(scope):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -166,7 +168,7 @@ async def project_by_ref(ref: RefPath, store: StoreDep) -> Project:
 ProjectByRefDep = Annotated[Project, Depends(project_by_ref)]
 
 
-def list_cursor(
+async def list_cursor(
     cursor: Annotated[
         str | None,
         Query(max_length=200, description="``next_cursor`` of the previous page, unchanged (opaque)."),
@@ -187,11 +189,11 @@ def list_cursor(
 CursorDep = Annotated[Keyset | None, Depends(list_cursor)]
 
 
-def _actor(caller: PrincipalDep) -> str:
+async def _actor(caller: PrincipalDep) -> str:
     return caller.name
 
 
-def _client_host(request: Request) -> str | None:
+async def _client_host(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 

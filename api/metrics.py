@@ -266,7 +266,7 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="MetricsToken",
                      description="TENANTFLOW_METRICS_TOKEN, or the API token.")
 
 
-def require_metrics_token(
+async def require_metrics_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -290,7 +290,7 @@ def require_metrics_token(
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_metrics_token)])
 
 
-def _api_metrics(request: Request) -> ApiMetrics:
+async def _api_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
 
 

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -130,6 +130,23 @@ class AttemptOut(BaseModel):
         )
 
 
+class StepRow(Protocol):
+    """What ``StepOut`` reads of a step row: a ``ProvisioningStep``, or a result row of the same
+    columns (the status read skips building ORM objects)."""
+
+    step_name: str
+    run_kind: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    retry_count: int
+    attempt: int
+    error_message: str | None
+    error_details: dict[str, Any] | None
+    result: dict[str, Any] | None
+
+
 class StepOut(BaseModel):
     name: str
     run_kind: RunKind = Field(description="provision, or deprovision for the teardown's steps.")
@@ -150,7 +167,7 @@ class StepOut(BaseModel):
 
     @classmethod
     def from_rows(
-        cls, kind: str, rows: Iterable[ProvisioningStep],
+        cls, kind: str, rows: Iterable[StepRow],
         attempts: Iterable[ProvisioningStepAttempt] | None = None,
     ) -> list[StepOut]:
         """Steps in the catalog's order for the tenant's kind: provisioning first, then teardown
@@ -219,7 +236,7 @@ class ProjectDetail(ProjectSummary):
     steps: list[StepOut]
 
     @classmethod
-    def from_rows(cls, p: Project, steps: Iterable[ProvisioningStep]) -> ProjectDetail:
+    def from_rows(cls, p: Project, steps: Iterable[StepRow]) -> ProjectDetail:
         return cls(**ProjectSummary.from_project(p).model_dump(), steps=StepOut.from_rows(p.kind, steps))
 
 

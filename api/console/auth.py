@@ -196,7 +196,7 @@ def clear_flash(response: Response, request: Request) -> None:
 
 
 # --------------------------------------------------------------------------------- dependencies
-def current_session(request: Request, settings: SettingsDep) -> Session | None:
+async def current_session(request: Request, settings: SettingsDep) -> Session | None:
     """The request's login, or None."""
     return read_session(settings, request.cookies.get(SESSION_COOKIE))
 
@@ -204,7 +204,7 @@ def current_session(request: Request, settings: SettingsDep) -> Session | None:
 MaybeSessionDep = Annotated[Session | None, Depends(current_session)]
 
 
-def page_session(session: MaybeSessionDep) -> Session:
+async def page_session(session: MaybeSessionDep) -> Session:
     """The login a page needs.
 
     Raises:
@@ -251,7 +251,7 @@ PageSessionDep = Annotated[Session, Depends(page_session)]
 FormSessionDep = Annotated[Session, Depends(form_session)]
 
 
-def fragment_session(session: MaybeSessionDep) -> Session:
+async def fragment_session(session: MaybeSessionDep) -> Session:
     """The login a page's live parts (fragments, the event stream) need.
 
     Raises:

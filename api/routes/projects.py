@@ -137,7 +137,7 @@ async def get_project(
     project, steps = found
     if wait_for is not None and project.status != wait_for and project.status not in SETTLED_STATUSES:
         project = await wait_for_status(hub, store, project, wait_for, timeout=timeout)
-        steps = await store.get_steps(project.id)
+        steps = list(await store.get_steps(project.id))
     # The document is built once by our model and sent as it is (FastAPI would validate it again).
     return Response(ProjectDetail.from_rows(project, steps).model_dump_json(), media_type="application/json")
 
