@@ -69,6 +69,8 @@ EVENT_WEBHOOKS_PATCH = "event-webhooks"
 # Before this, a step cancelled with its run was taken for a failed step: the run waited for a
 # retry and its deletion never finished. Old histories replay that way; new runs end cancelled.
 CANCEL_MID_STEP_PATCH = "cancel-mid-step"
+# Before this, the run's own mirror writes were regular activities; old histories replay them so.
+LOCAL_MIRROR_PATCH = "local-mirror"
 
 
 def _run_cancelled(err: ActivityError) -> bool:
@@ -289,6 +291,15 @@ class StepsWorkflow:
         return self._state.status_writes
 
     async def _mirror(self, activity: Any, arg: Any) -> None:
+        """The run's own bookkeeping (begin, status, a step's final mark): short writes to the
+        mirror. As local activities they run in the worker that runs the workflow, without a round
+        trip through the task queue (about 30 ms each on the dev stack); a worker that dies mid-way
+        loses nothing, the next one runs them again (they are idempotent and fenced)."""
+        if workflow.patched(LOCAL_MIRROR_PATCH):
+            await workflow.execute_local_activity(
+                activity, arg, start_to_close_timeout=MIRROR_TIMEOUT, retry_policy=MIRROR_RETRY
+            )
+            return
         await workflow.execute_activity(
             activity, arg, start_to_close_timeout=MIRROR_TIMEOUT, retry_policy=MIRROR_RETRY
         )

@@ -7,8 +7,10 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
 
 from activities.deps import Deps
@@ -39,14 +41,43 @@ async def history_text(handle: WorkflowHandle) -> str:
 
 
 async def activity_schedules(handle: WorkflowHandle) -> dict[str, int]:
-    """How many times each activity type was scheduled (attempts within one schedule are not
-    counted here: they are in the step row's retry_count)."""
+    """How many times each activity type was scheduled, regular or local (attempts within one
+    schedule are not counted here: they are in the step row's retry_count)."""
+    return scheduled_activities((await handle.fetch_history()).events)
+
+
+def scheduled_activities(events: Iterable[HistoryEvent]) -> dict[str, int]:
+    """Activity types and how often each was scheduled: regular activities by their scheduled
+    event, local ones by the marker that records their result."""
     counts: dict[str, int] = {}
-    async for event in handle.fetch_history_events():
+    for event in events:
         if event.HasField("activity_task_scheduled_event_attributes"):
             name = event.activity_task_scheduled_event_attributes.activity_type.name
-            counts[name] = counts.get(name, 0) + 1
+        elif _marker(event, LOCAL_ACTIVITY_MARKER):
+            data = event.marker_recorded_event_attributes.details["data"].payloads[0].data
+            name = json.loads(data)["activity_type"]
+        else:
+            continue
+        counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def patches(events: Iterable[HistoryEvent]) -> set[str]:
+    """The ids of the ``workflow.patched`` markers in a history."""
+    return {
+        json.loads(event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for event in events if _marker(event, PATCH_MARKER)
+    }
+
+
+# The markers the SDK's core records for a local activity's result and for a patch.
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+PATCH_MARKER = "core_patch"
+
+
+def _marker(event: HistoryEvent, name: str) -> bool:
+    return (event.HasField("marker_recorded_event_attributes")
+            and event.marker_recorded_event_attributes.marker_name == name)
 
 
 async def stored_secrets(settings: Settings, project_id: str, *kinds: str) -> list[str]:

@@ -33,11 +33,13 @@ from tenantflow.settings import Settings
 from tenantflow.temporal import start_provisioning
 from tests.api.conftest import AUTH, open_api
 from tests.conftest import eventually
+from tests.e2e.history import patches, scheduled_activities
 from tests.e2e.test_project_provisioning import wait_status
 from tests.scripted import ScriptedSteps
 from tests.webhook_receiver import SECRET, Delivery, Receiver, dead_url
 from tests.workflows.replay import keep_as_fixture
 from worker import WORKFLOWS
+from workflows.base import EVENT_WEBHOOKS_PATCH
 from workflows.events import DeliverEventWorkflow
 from workflows.project import ProvisionProjectWorkflow
 
@@ -192,13 +194,12 @@ async def test_without_receivers_the_run_has_no_delivery_in_its_history(
         assert (await handle.result())["status"] == "online"
         history = await handle.fetch_history()
     kinds = {event.event_type for event in history.events}
-    activities = {e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
-                  if e.HasField("activity_task_scheduled_event_attributes")}
+    activities = scheduled_activities(history.events)
     assert EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED not in kinds
-    assert EventType.EVENT_TYPE_MARKER_RECORDED not in kinds  # not even the patch marker
+    assert EVENT_WEBHOOKS_PATCH not in patches(history.events)  # not even the patch marker
     assert "deliver_event" not in activities and "set_project_status" in activities
-    # So this history is, command for command, one recorded before completion webhooks existed
-    # (whose inputs have no receivers): such histories replay on today's code.
+    # So, as to webhooks, this history is one recorded before completion webhooks existed (whose
+    # inputs have no receivers): it replays on today's code.
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
 
 
