@@ -35,6 +35,7 @@ async def test_representative_runs_replay_on_todays_code(
         online = await create(api, "ok")
         await wait_status(api, online["id"], "online")
         runs["project-online"] = online["workflow_id"]
+        runs["project-online-local-mirror"] = online["workflow_id"]  # recorded after that patch
         await api.delete(f"/v1/projects/{online['id']}")
         await wait_status(api, online["id"], "deleted")
         runs["project-deprovision"] = deprovision_workflow_id(

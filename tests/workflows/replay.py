@@ -34,6 +34,7 @@ LIFECYCLE_SCENARIOS = (
     "user-deprovision",
     "retry-failed-bulk",
     "project-deleted-mid-step",  # cancelled while a step ran (patch "cancel-mid-step")
+    "project-online-local-mirror",  # the run's mirror writes as local activities (patch "local-mirror")
 )
 # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
 # and the delivery runs of one event (delivered after a 500; refused with a 410).
