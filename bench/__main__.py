@@ -54,11 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                         help="the dev stack's state directory (default: %(default)s)")
-    defaults = Ports()
-    for f in dataclasses.fields(Ports):
-        parser.add_argument(Ports.flag(f.name), dest=f"{f.name}_port", type=int, metavar="N",
-                            default=getattr(defaults, f.name),
-                            help=f"the stack's {f.name.replace('_', ' ')} port (default: %(default)s)")
+    Ports.add_arguments(parser, whose="the stack's ")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"sections to run, comma-separated, of: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of a minute or two")
@@ -155,7 +151,7 @@ async def run(bench: Bench, sections: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
-    ports = Ports(**{f.name: getattr(args, f"{f.name}_port") for f in dataclasses.fields(Ports)})
+    ports = Ports.from_args(args)
     report = Report()
     try:
         target = Target.load(args.state_dir, ports)

@@ -6,7 +6,6 @@ See ``devstack.stack`` for what starts, in which order, and where its state and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,11 +22,7 @@ def parse_args(argv: list[str] | None = None) -> StackOptions:
     )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                         help="where secrets, data and logs live (default: %(default)s)")
-    defaults = Ports()
-    for f in dataclasses.fields(Ports):
-        parser.add_argument(Ports.flag(f.name), dest=f"{f.name}_port", type=int, metavar="N",
-                            default=getattr(defaults, f.name),
-                            help=f"{f.name.replace('_', ' ')} port (default: %(default)s)")
+    Ports.add_arguments(parser)
     parser.add_argument("--graph-backend", choices=[GraphBackend.ARCADEDB.value, GraphBackend.NONE.value],
                         default=GraphBackend.ARCADEDB.value,
                         help="'none' skips ArcadeDB and the graph steps (default: %(default)s)")
@@ -36,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> StackOptions:
     parser.add_argument("--start-timeout", type=float, default=120.0, metavar="SECONDS",
                         help="how long each server may take to start (default: %(default)s)")
     args = parser.parse_args(argv)
-    ports = Ports(**{f.name: getattr(args, f"{f.name}_port") for f in dataclasses.fields(Ports)})
+    ports = Ports.from_args(args)
     return StackOptions(state_dir=args.state_dir, ports=ports, graph_backend=GraphBackend(args.graph_backend),
                         pg_bindir=args.pg_bindir, start_timeout=args.start_timeout)
 

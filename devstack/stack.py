@@ -24,6 +24,7 @@ again; a server that dies stops the stack.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import dataclasses
@@ -90,6 +91,20 @@ class Ports:
     @staticmethod
     def flag(name: str) -> str:
         return f"--{name.replace('_', '-')}-port"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, *, whose: str = "") -> None:
+        """One ``--<name>-port N`` flag per port, defaulting to the stack's own."""
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            parser.add_argument(cls.flag(f.name), dest=f"{f.name}_port", type=int, metavar="N",
+                                default=getattr(defaults, f.name),
+                                help=f"{whose}{f.name.replace('_', ' ')} port (default: %(default)s)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Ports:
+        """The ports the flags of ``add_arguments`` chose."""
+        return cls(**{f.name: getattr(args, f"{f.name}_port") for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
