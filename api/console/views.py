@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from api.provisioning import waiting_run
 from api.schemas import StepOut
 from tenantflow.catalog import SETTLED_STATUSES, AttemptOutcome, ProjectStatus, RunKind, StepStatus
 from tenantflow.models import Project, ProvisioningStep, ProvisioningStepAttempt, utcnow
@@ -213,9 +214,7 @@ class Actions:
     def of(cls, project: Project, rows: Iterable[ProvisioningStep]) -> Actions:
         waiting: RunKind | None = None
         if project.status == ProjectStatus.FAILED:
-            # A provisioning's failed step stays failed (as history) under a failed teardown.
-            failed = {r.run_kind for r in rows if r.status == StepStatus.FAILED}
-            waiting = RunKind.DEPROVISION if RunKind.DEPROVISION in failed else RunKind.PROVISION
+            waiting = waiting_run(rows)
         tearing_down = project.status == ProjectStatus.DEPROVISIONING or waiting == RunKind.DEPROVISION
         return cls(
             retry=waiting,
