@@ -154,7 +154,10 @@ ECHO_MAX = 200
 
 
 def _capped(value: Any) -> Any:
-    text = value if isinstance(value, str) else json.dumps(jsonable_encoder(value), default=str)
+    """``value`` as JSON can carry it (a body sent as form data arrives as bytes), cut to
+    ``ECHO_MAX`` characters."""
+    value = jsonable_encoder(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     if len(text) <= ECHO_MAX:
         return value
     return f"{text[:ECHO_MAX]}… ({len(text)} characters)"

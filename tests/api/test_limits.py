@@ -124,6 +124,14 @@ async def test_out_of_range_numbers_and_cursors_are_422(client: httpx.AsyncClien
     assert response.status_code == 422, response.text
 
 
+async def test_a_json_body_sent_as_form_data_is_a_422_not_a_500(client: httpx.AsyncClient) -> None:
+    """``curl -d '{}'`` sends form data: FastAPI sees bytes, which the 422 must still be able to echo."""
+    response = await client.post("/v1/projects", content=b'{"name": "x"}', headers={
+        **AUTH, "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["input"] == '{"name": "x"}'
+
+
 async def test_a_422_does_not_repeat_a_large_input(client: httpx.AsyncClient) -> None:
     name = "a" * 60_000
     response = await client.post("/v1/projects", json={"name": name, "kind": "x" * 1000}, headers=AUTH)
