@@ -481,9 +481,13 @@ class Store:
     async def attempt_started(self, project_id: uuid.UUID, step: str, fence: Fence) -> None:
         """An attempt begins: the row turns ``running`` (the last error stays visible), the attempt
         is recorded, earlier attempts that never reported back are closed as ``lost``, and
-        ``retry_count`` becomes the number of attempts so far minus one (it never goes down)."""
+        ``retry_count`` becomes the number of attempts so far minus one (it never goes down).
+        An attempt that starts after a newer one already wrote the row (a paused worker running a
+        task it was handed before the pause) records nothing: it cannot change the story."""
         now = utcnow()
         async with self._write() as conn:
+            if await _superseded(conn, project_id, step, fence, Phase.STARTED):
+                return
             await conn.execute(
                 insert(A)
                 .values(project_id=project_id, step_name=step, generation=fence.generation,
@@ -518,10 +522,14 @@ class Store:
     ) -> None:
         """An attempt ends. Success and skip set ``result`` and clear the error; a failed attempt
         that Temporal will retry leaves the row ``pending`` with this attempt's error; a failure
-        that cannot be retried only records its error (the workflow writes ``failed``)."""
+        that cannot be retried only records its error (the workflow writes ``failed``). The
+        report of an attempt a newer one has superseded records nothing (its own attempt row, if
+        it has one, was closed as lost when the newer one began)."""
         now = utcnow()
         error = dict(error_message=error_message, error_details=error_details)
         async with self._write() as conn:
+            if await _superseded(conn, project_id, step, fence, Phase.FINISHED):
+                return
             # The attempt's own row is closed once: a late report of an attempt already closed
             # as lost does not rewrite the history.
             closing = dict(finished_at=now, outcome=outcome, **error)
@@ -678,6 +686,18 @@ def _fenced_update(project_id: uuid.UUID, step: str, fence: Fence, phase: Phase)
         tuple_(S.c.generation, S.c.attempt, S.c.phase)
         <= tuple_(literal(fence.generation), literal(fence.attempt), literal(int(phase))),
     )
+
+
+async def _superseded(
+    conn: AsyncConnection, project_id: uuid.UUID, step: str, fence: Fence, phase: Phase
+) -> bool:
+    """Whether the step row already holds a newer write than ``(fence, phase)``. Reads it FOR
+    UPDATE, so no other write of the row comes between this check and the caller's writes."""
+    row = (await conn.execute(
+        select(S.c.generation, S.c.attempt, S.c.phase)
+        .where(S.c.project_id == project_id, S.c.step_name == step).with_for_update()
+    )).first()
+    return row is not None and tuple(row) > (fence.generation, fence.attempt, int(phase))
 
 
 def _close_lost_attempts(project_id: uuid.UUID, step: str, *, before: Fence, now: datetime) -> Update:
