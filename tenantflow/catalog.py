@@ -170,6 +170,19 @@ PROJECT_STEP_NAMES: tuple[StepName, ...] = (
     StepName.VERIFY_SERVICES,
 )
 USER_STEP_NAMES: tuple[StepName, ...] = (StepName.CREATE_GRAPH_DATABASE, StepName.WAIT_GRAPH_DATABASE_ONLINE)
+# What each provisioning step needs done before it starts; a step starts as soon as its needs are
+# done, so steps that need nothing of each other run at the same time (a step not listed needs
+# nothing). The tenant database chain, the graph chain and the keys are independent; each
+# registration hands its service the tenant's database (migrated) and keys; verification checks
+# everything. Teardown runs one step after another, in the order above.
+STEP_NEEDS: dict[StepName, tuple[StepName, ...]] = {
+    StepName.CREATE_TENANT_SCHEMA: (StepName.CREATE_TENANT_DATABASE,),
+    StepName.WAIT_GRAPH_DATABASE_ONLINE: (StepName.CREATE_GRAPH_DATABASE,),
+    StepName.REGISTER_AUTH_SERVICE: (StepName.CREATE_TENANT_SCHEMA, StepName.GENERATE_API_KEYS),
+    StepName.REGISTER_REALTIME_SERVICE: (StepName.CREATE_TENANT_SCHEMA, StepName.GENERATE_API_KEYS),
+    StepName.REGISTER_STORAGE_SERVICE: (StepName.CREATE_TENANT_SCHEMA, StepName.GENERATE_API_KEYS),
+    StepName.VERIFY_SERVICES: tuple(n for n in PROJECT_STEP_NAMES if n != StepName.VERIFY_SERVICES),
+}
 STEPS_BY_KIND: dict[str, tuple[StepName, ...]] = {
     ProjectKind.PROJECT: PROJECT_STEP_NAMES,
     ProjectKind.USER: USER_STEP_NAMES,

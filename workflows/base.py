@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         RETRY_UPDATE,
         STATE_QUERY,
         STATUS_SEQ_BASE,
+        STEP_NEEDS,
         ProjectStatus,
         RunKind,
         StepStatus,
@@ -71,6 +72,10 @@ EVENT_WEBHOOKS_PATCH = "event-webhooks"
 CANCEL_MID_STEP_PATCH = "cancel-mid-step"
 # Before this, the run's own mirror writes were regular activities; old histories replay them so.
 LOCAL_MIRROR_PATCH = "local-mirror"
+# Before this, a provisioning run ran its steps one after another; old histories replay them so.
+PARALLEL_STEPS_PATCH = "parallel-steps"
+# A step (and the run's own bookkeeping) counts as done, for the steps that need it, in these.
+_DONE = (StepStatus.SUCCESS, StepStatus.SKIPPED)
 
 
 def _run_cancelled(err: ActivityError) -> bool:
@@ -116,6 +121,9 @@ class StepsWorkflow:
     # The tenant's status while this run's steps go on.
     ACTIVE_STATUS: ClassVar[ProjectStatus] = ProjectStatus.PROVISIONING
     RUN_KIND: ClassVar[RunKind] = RunKind.PROVISION
+    # Whether a step starts as soon as the steps it needs are done (catalog.STEP_NEEDS) rather
+    # than after the step before it.
+    PARALLEL: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._state = ProvisionState(
@@ -123,6 +131,8 @@ class StepsWorkflow:
             generations={s.name: 0 for s in self.STEPS},
             status_writes=STATUS_SEQ_BASE[self.RUN_KIND],
         )
+        # Steps running side by side may fail together: one at a time waits for a person.
+        self._failure_turn = asyncio.Lock()
 
     # ------------------------------------------------------------------ handlers
     @workflow.query(name=STATE_QUERY)
@@ -173,8 +183,35 @@ class StepsWorkflow:
             input.project_id, list(st.steps), seq=self._next_status_write(), status=self.ACTIVE_STATUS
         ))
         self._publish(self.ACTIVE_STATUS)
+        if self.PARALLEL and workflow.patched(PARALLEL_STEPS_PATCH):
+            await self._run_as_needed(input)
+            return
         for spec in self.STEPS:
             await self._run_until_done(spec, input)
+
+    async def _run_as_needed(self, input: ProvisionInput) -> None:
+        """Run every step as soon as the steps it needs are done, each in a task of its own.
+
+        If the run stops (cancelled: the tenant is being deleted), every step still going is
+        cancelled and waited for before the run ends, so nothing is created behind the
+        teardown's back."""
+        st = self._state
+        ours = set(st.steps)
+
+        async def when_ready(spec: StepSpec) -> None:
+            needs = [n for n in STEP_NEEDS.get(spec.name, ()) if n in ours]
+            if needs:
+                await workflow.wait_condition(lambda: all(st.steps[n] in _DONE for n in needs))
+            await self._run_until_done(spec, input)
+
+        tasks = [asyncio.create_task(when_ready(spec)) for spec in self.STEPS]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _run_until_done(self, spec: StepSpec, input: ProvisionInput) -> None:
         """Run one step; on final failure mark it failed and wait for a retry, then run again."""
@@ -200,23 +237,27 @@ class StepsWorkflow:
                 await self._fail_and_wait(spec.name, generation, message, details)
 
     async def _fail_and_wait(self, step: str, generation: int, message: str, details: dict[str, Any]) -> None:
+        """Mark ``step`` failed, then wait for a person's retry. Steps that failed side by side
+        show ``failed`` at once, and then wait their turn: the run names one failed step at a
+        time (the one a retry resumes), so a retry resumes the first, and the next is shown."""
         st = self._state
         st.steps[step] = StepStatus.FAILED
-        st.failed_step, st.last_error = step, message
         await self._mirror(MARK_STEP, MarkStepInput(
             st.project_id, step, StepStatus.FAILED, message, details, generation=generation
         ))
-        await self._set_status(ProjectStatus.FAILED)
-        workflow.logger.warning("step %s failed, waiting for a retry: %s", step, message)
-        await workflow.wait_condition(lambda: st.retry_pending)
-        st.generations[step] = generation + 1
-        await self._mirror(MARK_STEP, MarkStepInput(
-            st.project_id, step, StepStatus.PENDING, generation=generation + 1
-        ))
-        st.failed_step = None
-        st.retry_pending = False
-        await self._set_status(self.ACTIVE_STATUS)
-        st.steps[step] = StepStatus.PENDING  # the retry update answers from here on
+        async with self._failure_turn:
+            st.failed_step, st.last_error = step, message
+            await self._set_status(ProjectStatus.FAILED)
+            workflow.logger.warning("step %s failed, waiting for a retry: %s", step, message)
+            await workflow.wait_condition(lambda: st.retry_pending)
+            st.generations[step] = generation + 1
+            await self._mirror(MARK_STEP, MarkStepInput(
+                st.project_id, step, StepStatus.PENDING, generation=generation + 1
+            ))
+            st.failed_step = None
+            st.retry_pending = False
+            await self._set_status(self.ACTIVE_STATUS)
+            st.steps[step] = StepStatus.PENDING  # the retry update answers from here on
 
     async def _set_status(self, status: ProjectStatus, *, activity: Any = SET_PROJECT_STATUS) -> None:
         seq = self._next_status_write()
@@ -306,8 +347,11 @@ class StepsWorkflow:
 
 
 class ProvisioningWorkflow(StepsWorkflow):
-    """Brings a tenant up: its steps, then ``online``. Cancelled by a deprovisioning run (which
-    waits for it to stop): in-flight steps are cancelled and waited for, nothing more is created."""
+    """Brings a tenant up: its steps, each as soon as the steps it needs are done, then
+    ``online``. Cancelled by a deprovisioning run (which waits for it to stop): in-flight steps
+    are cancelled and waited for, nothing more is created."""
+
+    PARALLEL = True
 
     async def _provision(self, input: ProvisionInput) -> ProvisionResult:
         try:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from api import events as events_module
 from api.main import create_app
 from standins.server import ThreadedServer
-from tenantflow.catalog import PROJECT_STEP_NAMES, StepStatus
+from tenantflow.catalog import PROJECT_STEP_NAMES, STEP_NEEDS, StepStatus
 from tenantflow.db import make_engine
 from tenantflow.settings import Settings
 from tests.api.conftest import AUTH, ScriptedSteps
@@ -98,12 +98,18 @@ async def test_a_client_receives_every_step_event_of_a_run_in_order_as_it_happen
     assert events[-1] == Event("end", None, {"project_id": project["id"], "status": "online"})
     statuses = [e.data["status"] for e in events if e.kind == "status"]
     assert statuses == ["pending", "provisioning", "online"]
-    # Every step: created pending, running, then skipped (scripted), in catalog order.
+    # Every step: created pending (in catalog order), running, then skipped (scripted); none
+    # started before the steps it needs were done.
     story = step_story(events)
     assert list(story) == list(PROJECT_STEP_NAMES)
     assert all(s == ["pending", "running", "skipped"] for s in story.values()), story
-    first_running = [e.data["step"] for e in events if e.kind == "step" and e.data["status"] == "running"]
-    assert first_running == list(PROJECT_STEP_NAMES)
+    position: dict[tuple[str, str], int] = {}  # where each step first had each status
+    for i, e in enumerate(events):
+        if e.kind == "step":
+            position.setdefault((e.data["step"], e.data["status"]), i)
+    for step, needs in STEP_NEEDS.items():
+        for need in needs:
+            assert position[(need, "skipped")] < position[(step, "running")], (step, need)
     # What the stream said last of each step is what the API says now.
     rows = {s["name"]: s for s in (await served.get(f"/v1/projects/{project['id']}/steps")).json()["steps"]}
     last = {e.data["step"]: e.data for e in events if e.kind == "step"}

@@ -33,11 +33,28 @@ SECRET_KINDS = ("tenant_db_password", "jwt_secret", "anon_key", "service_role_ke
 
 
 async def wait_status(api: httpx.AsyncClient, pid: str, status: str, timeout: float = 60) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        body = (await api.get(f"/v1/projects/{pid}")).json()
-        return body if body["status"] == status else None
+    """The project's body once it has ``status``; on timeout the error shows where it stood."""
+    last: dict[str, Any] = {}
 
-    return await eventually(check, timeout=timeout, interval=0.2)
+    async def check() -> dict[str, Any] | None:
+        nonlocal last
+        last = (await api.get(f"/v1/projects/{pid}")).json()
+        return last if last.get("status") == status else None
+
+    try:
+        return await eventually(check, timeout=timeout, interval=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; wanted {status!r}, the project: {describe_project(last)}") from None
+
+
+def describe_project(body: dict[str, Any]) -> str:
+    """One line per step: what a stalled run's project looked like."""
+    steps = "; ".join(
+        f"{s.get('run_kind')}:{s['name']}={s['status']}"
+        f" (retries {s.get('retry_count')}, error {s.get('error_message')!r})"
+        for s in body.get("steps", [])
+    )
+    return f"status={body.get('status')!r} steps: {steps or body}"
 
 
 def plant_schema_clash(pg: PostgresServer, name: str) -> None:
@@ -65,12 +82,18 @@ async def hold_migration_lock(pg: PostgresServer, name: str) -> psycopg.AsyncCon
     return blocker
 
 
-async def wait_step(api: httpx.AsyncClient, pid: str, step: str, status: str, timeout: float = 60) -> None:
-    async def check() -> bool:
-        row = steps_by_name((await api.get(f"/v1/projects/{pid}")).json()).get(step)
-        return row is not None and row["status"] == status  # a run's rows appear when it begins
+async def wait_step(
+    api: httpx.AsyncClient, pid: str, step: str, status: str, timeout: float = 60
+) -> dict[str, Any]:
+    """The project's body once its step ``step`` has ``status``."""
 
-    await eventually(check, timeout=timeout)
+    async def check() -> dict[str, Any] | None:
+        body = (await api.get(f"/v1/projects/{pid}")).json()
+        row = steps_by_name(body).get(step)
+        return body if row is not None and row["status"] == status else None  # rows come with the run
+
+    result: dict[str, Any] = await eventually(check, timeout=timeout)
+    return result
 
 
 async def test_post_to_online_creates_a_tenant_database_the_tenant_can_use(
@@ -129,7 +152,11 @@ async def test_failed_run_waits_then_retry_signal_resumes_at_the_failed_step(
         assert failed["status"] == "failed"
         assert failed["error_message"] and failed["error_details"]["retryable"] is False
         assert failed["error_details"].get("sqlstate") == "42P06"  # duplicate_schema
-        assert steps["generate_api_keys"]["status"] == "pending"
+        # The steps that need the schema wait for it; the keys need nothing of it and ran.
+        for service in ("auth", "realtime", "storage"):
+            assert steps[f"register_{service}_service"]["status"] == "pending"
+        assert steps["verify_services"]["status"] == "pending"
+        assert steps["generate_api_keys"]["status"] == "success"
         handle = temporal_client.get_workflow_handle(body["workflow_id"])
         assert (await handle.describe()).status.name == "RUNNING"  # type: ignore[union-attr]
         first_db_step = steps["create_tenant_database"]

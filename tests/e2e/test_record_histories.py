@@ -36,6 +36,7 @@ async def test_representative_runs_replay_on_todays_code(
         await wait_status(api, online["id"], "online")
         runs["project-online"] = online["workflow_id"]
         runs["project-online-local-mirror"] = online["workflow_id"]  # recorded after that patch
+        runs["project-online-parallel"] = online["workflow_id"]  # and after "parallel-steps"
         await api.delete(f"/v1/projects/{online['id']}")
         await wait_status(api, online["id"], "deleted")
         runs["project-deprovision"] = deprovision_workflow_id(
@@ -46,12 +47,13 @@ async def test_representative_runs_replay_on_todays_code(
         for tenant in (retried, deleted, *bulk):
             await wait_status(api, tenant["id"], "failed")
         runs["project-failed-waiting"] = retried["workflow_id"]
-        history = {"project-failed-waiting": await fetch(temporal_client, retried["workflow_id"])}
+        waiting = await fetch(temporal_client, retried["workflow_id"])
+        history = {"project-failed-waiting": waiting, "project-failed-waiting-parallel": waiting}
         httpx.delete(f"{platform}/_faults").raise_for_status()
 
         assert (await api.post(f"/v1/projects/{retried['id']}/retry")).status_code == 202
         await wait_status(api, retried["id"], "online")
-        runs["project-retried"] = retried["workflow_id"]
+        runs["project-retried"] = runs["project-retried-parallel"] = retried["workflow_id"]
 
         await api.delete(f"/v1/projects/{deleted['id']}")
         await wait_status(api, deleted["id"], "deleted")
@@ -71,7 +73,7 @@ async def test_representative_runs_replay_on_todays_code(
         await wait_step(api, mid_step["id"], "register_storage_service", "running")
         await api.delete(f"/v1/projects/{mid_step['id']}")
         await wait_status(api, mid_step["id"], "deleted")
-        runs["project-deleted-mid-step"] = mid_step["workflow_id"]
+        runs["project-deleted-mid-step"] = runs["project-deleted-mid-step-parallel"] = mid_step["workflow_id"]
 
         user_id = uuid.uuid4()
         record = {"id": str(user_id), "email": "someone@example.com"}
@@ -80,6 +82,7 @@ async def test_representative_runs_replay_on_todays_code(
         deletion = {**signup, "type": "DELETE", "record": None, "old_record": record}
         hook_url = "/v1/webhooks/auth/signup"
         runs["user-online"] = (await api.post(hook_url, json=signup, headers=hook)).json()["workflow_id"]
+        runs["user-online-parallel"] = runs["user-online"]
         await wait_user(api, user_id, "ready")
         gone = await api.post(hook_url, json=deletion, headers=hook)
         runs["user-deprovision"] = gone.json()["workflow_id"]

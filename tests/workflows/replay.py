@@ -35,6 +35,12 @@ LIFECYCLE_SCENARIOS = (
     "retry-failed-bulk",
     "project-deleted-mid-step",  # cancelled while a step ran (patch "cancel-mid-step")
     "project-online-local-mirror",  # the run's mirror writes as local activities (patch "local-mirror")
+    # Steps side by side as their needs allow (patch "parallel-steps"):
+    "project-online-parallel",
+    "project-failed-waiting-parallel",
+    "project-retried-parallel",
+    "project-deleted-mid-step-parallel",  # three registrations in flight when it is cancelled
+    "user-online-parallel",
 )
 # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
 # and the delivery runs of one event (delivered after a 500; refused with a 410).
