@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -81,13 +82,21 @@ def activities_for(deps: Deps) -> Sequence[Callable[..., Any]]:
 
 
 def build_worker(client: Client, settings: Settings, deps: Deps, **options: Any) -> Worker:
-    """The worker for ``settings.task_queue``; ``options`` go to ``Worker`` (tests use them)."""
+    """The worker for ``settings.task_queue``; ``options`` go to ``Worker`` (tests use them).
+
+    Heartbeats: the SDK sends a step's heartbeats at most every 0.8 × its heartbeat timeout by
+    default, which leaves a fifth of the timeout for the round trip: a slow Temporal server then
+    times out steps that are alive and well (each costing an attempt and a back-off). Sent every
+    third of the timeout instead (``activities.mirror.Heartbeat`` beats that often), a step is
+    timed out only when two heartbeats in a row are lost."""
+    heartbeat_every = timedelta(seconds=settings.step_heartbeat_timeout_seconds / 3)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=activities_for(deps),
-        **{"max_concurrent_activities": 50, **options},
+        **{"max_concurrent_activities": 50, "max_heartbeat_throttle_interval": heartbeat_every,
+           **options},
     )
 
 
