@@ -26,6 +26,7 @@ from activities.services import ServiceActivities
 from activities.tenant_postgres import TenantPostgresActivities
 from activities.verify import VerifyActivities
 from tenantflow import telemetry
+from tenantflow.admission import Admission
 from tenantflow.reconcile import Reconciler
 from tenantflow.settings import Settings, get_settings
 from tenantflow.temporal import connect
@@ -118,10 +119,11 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reconciler = Reconciler(deps.store, client, settings)
+    admission = Admission(deps.store, client, settings)
     async with worker:
         logging.info("worker polling task queue %r on %s", settings.task_queue,
                      settings.temporal_address)
-        await reconciler.run_forever(stop)
+        await asyncio.gather(reconciler.run_forever(stop), admission.run_forever(stop))
     await deps.aclose()
 
 

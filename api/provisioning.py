@@ -58,7 +58,7 @@ async def create_tenant(
     )
     if not created.created:
         _check_repeat(created.project, name=name, kind=kind, external_user_id=external_user_id)
-    await ensure_run(client, settings, created.project)
+    await ensure_run(store, client, settings, created.project)
     return created
 
 
@@ -79,8 +79,12 @@ def _check_repeat(existing: Project, *, name: str, kind: str, external_user_id: 
         )
 
 
-async def ensure_run(client: Client, settings: Settings, project: Project) -> None:
-    """Start the project's provisioning run unless it exists; a finished run counts as existing."""
+async def ensure_run(store: Store, client: Client, settings: Settings, project: Project) -> None:
+    """Start the project's provisioning run unless it exists (a finished run counts as existing),
+    if admission lets it in; else the tenant stays ``pending`` until a worker lets it in, oldest
+    first, as runs end (``tenantflow.admission``)."""
+    if not await store.admit(project.id, cap=settings.max_runs_in_flight):
+        return
     try:
         await start_provisioning(client, settings, project)
     except WorkflowAlreadyStartedError:

@@ -75,6 +75,8 @@ class Project(SQLModel, table=True):
     deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # The API key that created it (None: the settings' token, the signup webhook, older rows).
     created_by_key: uuid.UUID | None = Field(default=None, nullable=True)
+    # When its provisioning run was let in (tenantflow.admission); None while it waits for a slot.
+    admitted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class ProvisioningStep(SQLModel, table=True):

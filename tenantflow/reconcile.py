@@ -38,7 +38,9 @@ class Reconciler:
         """One pass; returns the workflow ids it started."""
         cutoff = utcnow() - timedelta(seconds=self.settings.reconcile_after_seconds)
         started: list[str] = []
-        for project in await self.store.stalled_projects(updated_before=cutoff):
+        # With no cap, tenants left waiting from when there was one are the reconciler's too.
+        waiting = not self.settings.max_runs_in_flight
+        for project in await self.store.stalled_projects(updated_before=cutoff, waiting_too=waiting):
             workflow_id = _run_id_of(project)
             if await self._exists(workflow_id):
                 continue

@@ -232,6 +232,15 @@ class Settings(BaseSettings):
         default=20.0, ge=0,
         description="How long a tenant stays pending/deprovisioning before the reconciler checks its run.",
     )
+    max_runs_in_flight: int = Field(
+        default=16, ge=0,
+        description="Provisioning runs going on at once, across every API process and worker; more "
+        "new tenants wait (pending) and are let in oldest first as runs end (0: no cap).",
+    )
+    admission_interval_seconds: float = Field(
+        default=0.5, gt=0,
+        description="How often each worker lets waiting tenants in, when a run has ended.",
+    )
     bulk_retry_batch_size: int = Field(
         default=20, ge=1, description="Bulk retry: runs resumed per batch (POST /v1/projects/retry-failed)."
     )

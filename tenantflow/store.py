@@ -402,19 +402,61 @@ class Store:
         async with self._write() as conn:
             await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
 
-    async def stalled_projects(self, *, updated_before: datetime, limit: int = 500) -> list[Project]:
-        """Tenants ``pending`` or ``deprovisioning`` since before ``updated_before``, oldest first:
-        the ones whose run may never have been started (the reconciler's candidates)."""
+    async def stalled_projects(
+        self, *, updated_before: datetime, waiting_too: bool = False, limit: int = 500
+    ) -> list[Project]:
+        """Tenants ``pending`` (and let in) or ``deprovisioning`` since before ``updated_before``,
+        oldest first: the ones whose run may never have been started (the reconciler's
+        candidates). A tenant waiting for a slot has no run yet by design: admission starts it
+        (``waiting_too``: those as well, when there is no cap any more)."""
+        let_in = or_(P.c.status == ProjectStatus.DEPROVISIONING, P.c.admitted_at.is_not(None),
+                     literal(waiting_too))
         async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(P)
                     .where(P.c.status.in_([ProjectStatus.PENDING, ProjectStatus.DEPROVISIONING]),
-                           P.c.updated_at < updated_before)
+                           let_in, P.c.updated_at < updated_before)
                     .order_by(P.c.updated_at).limit(limit)
                 )
             ).mappings().all()
         return [Project(**r) for r in rows]
+
+    # ------------------------------------------------------------ admission
+    async def admit(self, project_id: uuid.UUID, *, cap: int) -> bool:
+        """Let the tenant's provisioning run in if fewer than ``cap`` runs are in flight and no
+        tenant created before it waits (``cap`` 0: no cap). Returns whether it is in, now or
+        from before; a tenant that is no longer ``pending`` is not let in."""
+        async with self._write() as conn:
+            await _admission_turn(conn)
+            row = (await conn.execute(
+                select(P.c.status, P.c.admitted_at, P.c.created_at).where(P.c.id == project_id)
+            )).one()
+            if row.admitted_at is not None:
+                return True
+            if row.status != ProjectStatus.PENDING:
+                return False
+            if cap:
+                ahead = select(P.c.id).where(_waiting(), P.c.created_at < row.created_at).exists()
+                if await conn.scalar(select(ahead)) or await _in_flight(conn) >= cap:
+                    return False
+            await conn.execute(update(P).where(P.c.id == project_id).values(admitted_at=utcnow()))
+            return True
+
+    async def admit_waiting(self, *, cap: int) -> list[Project]:
+        """Let in the tenants waiting for a slot, oldest first, as many as the cap has room for
+        (at most ``ADMIT_BATCH`` a call); returns them in that order."""
+        async with self._write() as conn:
+            await _admission_turn(conn)
+            room = min(cap - await _in_flight(conn), ADMIT_BATCH) if cap else ADMIT_BATCH
+            if room <= 0:
+                return []
+            oldest = select(P.c.id).where(_waiting()).order_by(P.c.created_at, P.c.id).limit(room)
+            rows = (await conn.execute(
+                update(P).where(P.c.id.in_(oldest.scalar_subquery()))
+                .values(admitted_at=utcnow()).returning(P)
+            )).mappings().all()
+        return sorted((Project(**r) for r in rows), key=lambda p: (p.created_at, p.id))
 
     # ------------------------------------------------------------ events
     async def events_after(self, project_id: uuid.UUID, after: int, *, limit: int = 200) -> EventBatch:
@@ -686,6 +728,31 @@ def _fenced_update(project_id: uuid.UUID, step: str, fence: Fence, phase: Phase)
         tuple_(S.c.generation, S.c.attempt, S.c.phase)
         <= tuple_(literal(fence.generation), literal(fence.attempt), literal(int(phase))),
     )
+
+
+# Who is let in is decided one transaction at a time, by every API process and worker alike, so
+# the cap on runs in flight holds (tenantflow.admission).
+ADMISSION_LOCK_KEY = 0x7466_6164_6D69_74  # "tfadmit"
+ADMIT_BATCH = 100
+
+
+async def _admission_turn(conn: AsyncConnection) -> None:
+    await conn.execute(select(func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
+
+
+def _waiting() -> ColumnElement[bool]:
+    """Tenants waiting for a slot: new, and not let in yet."""
+    return and_(P.c.status == ProjectStatus.PENDING, P.c.admitted_at.is_(None))
+
+
+async def _in_flight(conn: AsyncConnection) -> int:
+    """Runs let in whose tenant has not left ``pending``/``provisioning``: the runs the cap counts."""
+    count = await conn.scalar(
+        select(func.count()).select_from(P)
+        .where(P.c.status.in_([ProjectStatus.PENDING, ProjectStatus.PROVISIONING]),
+               P.c.admitted_at.is_not(None))
+    )
+    return int(count or 0)
 
 
 async def _superseded(

@@ -16,8 +16,9 @@ from temporalio.worker import Worker
 from activities.deps import Deps
 from activities.project import ProjectActivities
 from api.main import create_app
+from tenantflow.admission import Admission
 from tenantflow.settings import Settings
-from tests.conftest import API_TOKEN, eventually
+from tests.conftest import API_TOKEN, admitting, eventually
 from tests.scripted import ScriptedSteps
 from worker import WORKFLOWS
 
@@ -62,7 +63,7 @@ async def script(settings: Settings, deps: Deps, temporal_client: Client) -> Asy
         activities=[mirror.begin_provisioning, mirror.set_project_status, mirror.mark_step,
                     *steps.activities()],
     )
-    async with worker:
+    async with worker, admitting(Admission(deps.store, temporal_client, settings)):
         yield steps
     steps.release_all()
 
