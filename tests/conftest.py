@@ -24,6 +24,7 @@ from devstack.ports import free_port
 from devstack.postgres import PostgresServer
 from devstack.temporal import temporal_binary
 from tenantflow import db, search_attributes
+from tenantflow.admission import Admission
 from tenantflow.crypto import generate_key
 from tenantflow.settings import Settings
 from worker import build_worker
@@ -92,6 +93,12 @@ def make_settings(
             graph_poll_interval_seconds=0.1,
             aura_poll_interval_seconds=0.1,
             webhook_secret="test-webhook-secret-0123456789",
+            # Tests share one mirror. A cap would count every other test's tenants
+            # (tests/test_admission.py tests the cap on a mirror of its own), and a worker's
+            # reconciler would start every other test's leftover pending tenants on its own task
+            # queue: one did (184 runs), and starved the deletion its test waited for.
+            max_runs_in_flight=0,
+            reconcile_after_seconds=1e6,
         )
         values.update(overrides)
         return Settings(**values)
@@ -120,12 +127,25 @@ def run_worker(temporal_client: Client) -> Callable[..., contextlib.AbstractAsyn
         deps = Deps.from_settings(settings)
         worker = build_worker(temporal_client, settings, deps, **worker_kwargs)
         try:
-            async with worker:
+            async with worker, admitting(Admission(deps.store, temporal_client, settings)):
                 yield worker
         finally:
             await deps.aclose()
 
     return run
+
+
+@contextlib.asynccontextmanager
+async def admitting(admission: Admission) -> AsyncIterator[None]:
+    """The admission loop every worker process runs (worker.py): tenants that wait for a slot
+    are let in as runs end."""
+    stop = asyncio.Event()
+    loop = asyncio.create_task(admission.run_forever(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await loop
 
 
 async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1) -> Any:
