@@ -123,7 +123,14 @@ async def main() -> None:
     async with worker:
         logging.info("worker polling task queue %r on %s", settings.task_queue,
                      settings.temporal_address)
-        await asyncio.gather(reconciler.run_forever(stop), admission.run_forever(stop))
+        loops = [asyncio.create_task(reconciler.run_forever(stop)),
+                 asyncio.create_task(admission.run_forever(stop))]
+        await stop.wait()
+        # A pass may be long (a reconciler catching up on many tenants): stopped where it is,
+        # which is safe (every start it makes is idempotent), so SIGTERM is answered at once.
+        for loop_task in loops:
+            loop_task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
     await deps.aclose()
 
 
