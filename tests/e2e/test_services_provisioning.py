@@ -75,6 +75,39 @@ async def test_5xx_is_retried_and_recorded_then_4xx_fails_until_retried(
     assert scheduled["register_auth_service"] == 1 and scheduled["register_storage_service"] == 2
 
 
+async def test_registrations_that_fail_side_by_side_wait_their_turn_for_a_retry(
+    full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, platform: str,
+) -> None:
+    settings = full_settings()
+    name = tenant_name()
+    fault(platform, service="auth", kind="status", status=400, count=0, message="auth says no")
+    fault(platform, service="storage", kind="status", status=400, count=0, message="bucket quota exceeded")
+    async with run_worker(settings), open_api(settings, headers=AUTH) as api:
+        pid = (await api.post("/v1/projects", json={"name": name})).json()["id"]
+        await wait_status(api, pid, "failed")
+        # Both rows show their failure at once; realtime, beside them, succeeded.
+        body = await wait_step(api, pid, "register_auth_service", "failed")
+        body = await wait_step(api, pid, "register_storage_service", "failed")
+        steps = steps_by_name(body)
+        assert steps["register_realtime_service"]["status"] == "success"
+        assert steps["verify_services"]["status"] == "pending"
+        httpx.delete(f"{platform}/_faults").raise_for_status()
+
+        # The run names one failed step at a time: a retry resumes it, then the run stops at the other.
+        first = await api.post(f"/v1/projects/{pid}/retry", json={"reason": "fixed"})
+        assert first.status_code == 202, first.text
+        resumed = first.json()["retrying_step"]
+        other = ({"register_auth_service", "register_storage_service"} - {resumed}).pop()
+        body = await wait_step(api, pid, resumed, "success")
+        body = await wait_status(api, pid, "failed")
+        assert steps_by_name(body)[other]["status"] == "failed"
+        second = await api.post(f"/v1/projects/{pid}/retry", json={"reason": "fixed"})
+        assert second.status_code == 202, second.text
+        assert second.json()["retrying_step"] == other
+        body = await wait_status(api, pid, "online")
+    assert registrations(platform, name) == {"auth": 1, "realtime": 1, "storage": 1}
+
+
 async def test_worker_dies_after_the_registration_call_succeeded_no_duplicate(
     full_settings: Callable[..., Settings], run_worker: Any, tenant_name: Any, platform: str,
 ) -> None:
