@@ -16,11 +16,11 @@ A tenant let in whose start then failed (Temporal unreachable) is the reconciler
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from temporalio.client import Client
 
+from tenantflow.periodic import every
 from tenantflow.settings import Settings
 from tenantflow.store import Store
 from tenantflow.temporal import start_provisioning
@@ -48,10 +48,4 @@ class Admission:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Pass after pass until ``stop`` is set; an outage of Temporal or the mirror is waited out."""
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive any outage
-                log.warning("admission pass failed (%s); trying again", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.admission_interval_seconds)
+        await every(self.settings.admission_interval_seconds, stop, self.run_once, what="admission")

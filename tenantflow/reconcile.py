@@ -12,7 +12,6 @@ conflict policy attaches), and the client's own retry racing us is just as harml
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -21,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from tenantflow.catalog import ProjectStatus
 from tenantflow.models import Project, utcnow
+from tenantflow.periodic import every
 from tenantflow.settings import Settings
 from tenantflow.store import Store, deprovision_workflow_id
 from tenantflow.temporal import start_deprovisioning, start_provisioning
@@ -55,13 +55,7 @@ class Reconciler:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Pass after pass until ``stop`` is set; an outage of Temporal or the mirror is waited out."""
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive any outage
-                log.warning("reconciler pass failed (%s); trying again", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.reconcile_interval_seconds)
+        await every(self.settings.reconcile_interval_seconds, stop, self.run_once, what="reconciler")
 
     async def _exists(self, workflow_id: str) -> bool:
         try:
