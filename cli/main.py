@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -106,6 +107,40 @@ def options(
 
 
 Work = Callable[[Options, ApiClient], Awaitable[ExitCode | None]]
+# After Ctrl-C, how long the cancelled work may take to clean up (the live display gives the
+# terminal back) before the command ends anyway.
+CLEANUP_SECONDS = 1.0
+
+
+def _run_until_interrupted(work: Coroutine[Any, Any, ExitCode | None]) -> ExitCode | None:
+    """Run ``work`` on an event loop of its own; Ctrl-C raises ``KeyboardInterrupt`` at once.
+
+    ``asyncio.run`` answers Ctrl-C by cancelling the work and then waits, without limit, for it and
+    every other task to finish: one that swallows the cancellation (a network read that was timing
+    out at that moment) kept the command waiting after Ctrl-C. Here the work gets
+    ``CLEANUP_SECONDS``, and what is still running then is abandoned with the process.
+    """
+    loop = asyncio.new_event_loop()
+    interrupted = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    task = loop.create_task(work)
+    stop = loop.create_task(interrupted.wait())
+    try:
+        loop.run_until_complete(asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED))
+        if task.done():
+            return task.result()
+        task.cancel()
+        loop.run_until_complete(asyncio.wait({task}, timeout=CLEANUP_SECONDS))
+        raise KeyboardInterrupt
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        stop.cancel()
+        loop.run_until_complete(asyncio.wait({stop}))
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # retrieved: raised above, or dropped for the interruption
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def run(ctx: typer.Context, work: Work) -> None:
@@ -117,7 +152,7 @@ def run(ctx: typer.Context, work: Work) -> None:
             return await work(opts, client)
 
     try:
-        code = asyncio.run(go())
+        code = _run_until_interrupted(go())
     except CliError as exc:
         opts.err.print(Text(f"tenantflow: {exc.message}", style="red"), soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 
 import httpx
@@ -17,7 +20,7 @@ from cli.main import app
 from tenantflow.catalog import PROJECT_STEP_NAMES, PROJECT_TEARDOWN_STEP_NAMES
 from tests.cli.conftest import Cli
 from tests.cli.terminal import ANSI, cli_env, done_lines, piped
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, ROOT
 
 STORAGE_STEP = "register_storage_service"
 
@@ -332,3 +335,30 @@ def test_top_level_help_lists_the_exit_codes_and_never_shows_the_token() -> None
     assert "tf_secret_token_value" not in run.raw + run.stderr
     bare = piped([], env=cli_env("http://127.0.0.1:9", None))
     assert bare.exit_code == ExitCode.USAGE and "Usage: tenantflow" in bare.raw + bare.stderr  # help, code 2
+
+
+STUBBORN_WORK = """
+import asyncio, os, signal, sys
+from cli.main import _run_until_interrupted
+
+async def stubborn():
+    asyncio.get_running_loop().call_later(0.3, os.kill, os.getpid(), signal.SIGINT)
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # like a read that swallows the cancellation
+
+try:
+    _run_until_interrupted(stubborn())
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_ends_a_command_even_when_its_work_swallows_the_cancellation() -> None:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", STUBBORN_WORK], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 130, done.stderr
+    assert time.monotonic() - started < 15  # the interrupt, then at most the cleanup second
