@@ -68,6 +68,19 @@ async def test_representative_runs_replay_on_todays_code(
             await wait_status(api, tenant["id"], "online")
         runs["retry-failed-bulk"] = operation
 
+        # Two steps side by side fail together, and are retried one after the other.
+        fault(platform, service="auth", kind="status", status=400, count=0, message="no")
+        fault(platform, service="storage", kind="status", status=400, count=0, message="no")
+        both = await create(api, "both")
+        await wait_step(api, both["id"], "register_auth_service", "failed")
+        await wait_step(api, both["id"], "register_storage_service", "failed")
+        httpx.delete(f"{platform}/_faults").raise_for_status()
+        for _ in range(2):
+            assert (await api.post(f"/v1/projects/{both['id']}/retry")).status_code == 202
+            await eventually(lambda: _settled(api, both["id"]), timeout=60)
+        await wait_status(api, both["id"], "online")
+        runs["project-two-failed-retried-parallel"] = both["workflow_id"]
+
         fault(platform, service="storage", kind="timeout", count=1)  # the next storage call hangs
         mid_step = await create(api, "midstep")
         await wait_step(api, mid_step["id"], "register_storage_service", "running")
@@ -116,3 +129,8 @@ async def wait_user(api: httpx.AsyncClient, user_id: uuid.UUID, wanted: str) -> 
         return (await api.get(f"/v1/users/{user_id}/status")).json()["status"] == wanted
 
     await eventually(check, timeout=60, interval=0.2)
+
+
+async def _settled(api: httpx.AsyncClient, pid: str) -> bool:
+    """The run waits for a person again, or is done."""
+    return (await api.get(f"/v1/projects/{pid}")).json()["status"] in ("failed", "online")

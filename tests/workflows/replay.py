@@ -41,6 +41,7 @@ LIFECYCLE_SCENARIOS = (
     "project-retried-parallel",
     "project-deleted-mid-step-parallel",  # three registrations in flight when it is cancelled
     "user-online-parallel",
+    "project-two-failed-retried-parallel",  # two steps failed side by side, retried in turn
 )
 # Completion webhooks (recorded by tests/workflows/test_event_webhooks.py): runs that announce,
 # and the delivery runs of one event (delivered after a 500; refused with a 410).
