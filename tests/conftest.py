@@ -51,6 +51,17 @@ def mirror_url(pg: PostgresServer) -> str:
     return url
 
 
+@pytest.fixture
+def own_mirror(pg: PostgresServer) -> str:
+    """A mirror database of the test's own, migrated: for what acts on every tenant in the mirror
+    (the reconciler, admission's cap), which the shared one fills with other tests' tenants."""
+    name = f"mirror_{uuid.uuid4().hex[:10]}"
+    pg.create_database(name)
+    url = pg.url(name)
+    db.upgrade(url)
+    return url
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(

@@ -13,8 +13,6 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from activities.deps import Deps
-from devstack.postgres import PostgresServer
-from tenantflow import db
 from tenantflow.catalog import PROJECT_STEP_NAMES, STATUS_SEQ_BASE, ProjectKind, ProjectStatus, RunKind
 from tenantflow.models import Project
 from tenantflow.settings import Settings
@@ -24,15 +22,6 @@ from tests.conftest import eventually
 from tests.e2e.test_project_provisioning import wait_status
 
 CAP = 2
-
-
-@pytest.fixture
-def own_mirror(pg: PostgresServer) -> str:
-    name = f"admission_{uuid.uuid4().hex[:8]}"
-    pg.create_database(name)
-    url = pg.url(name)
-    db.upgrade(url)
-    return url
 
 
 @pytest.fixture

@@ -30,10 +30,13 @@ def own_temporal(tmp_path: Path) -> Iterator[TemporalDevServer]:
 
 
 async def test_tenants_created_and_deleted_while_temporal_is_down_are_started_when_it_is_back(
-    make_settings: Callable[..., Settings], own_temporal: TemporalDevServer, tenant_name: Any,
+    make_settings: Callable[..., Settings], own_temporal: TemporalDevServer, own_mirror: str,
+    tenant_name: Any,
 ) -> None:
-    settings = make_settings(temporal_address=own_temporal.address, reconcile_interval_seconds=0.5,
-                             reconcile_after_seconds=1.0)
+    # A mirror of its own: the reconciler acts on every tenant in it, and the shared one holds
+    # other tests' leftovers (it once started hundreds of them and starved this test's runs).
+    settings = make_settings(temporal_address=own_temporal.address, database_url=own_mirror,
+                             reconcile_interval_seconds=0.5, reconcile_after_seconds=1.0)
     worker = None
     async with open_api(settings, headers=AUTH) as api:
         online = (await api.post("/v1/projects", json={"name": tenant_name()})).json()
