@@ -20,6 +20,7 @@ from activities.bulk import BulkActivities
 from activities.deps import Deps
 from activities.graph import GraphActivities
 from activities.keys import KeyActivities
+from activities.mirror import HEARTBEATS_PER_TIMEOUT
 from activities.notify import NotifyActivities
 from activities.project import ProjectActivities
 from activities.services import ServiceActivities
@@ -90,7 +91,7 @@ def build_worker(client: Client, settings: Settings, deps: Deps, **options: Any)
     times out steps that are alive and well (each costing an attempt and a back-off). Sent every
     third of the timeout instead (``activities.mirror.Heartbeat`` beats that often), a step is
     timed out only when two heartbeats in a row are lost."""
-    heartbeat_every = timedelta(seconds=settings.step_heartbeat_timeout_seconds / 3)
+    heartbeat_every = timedelta(seconds=settings.step_heartbeat_timeout_seconds / HEARTBEATS_PER_TIMEOUT)
     return Worker(
         client,
         task_queue=settings.task_queue,

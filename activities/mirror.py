@@ -88,13 +88,18 @@ def describe_error(exc: BaseException, *, attempt: int) -> tuple[str, dict[str, 
     )
 
 
+# A running step heartbeats this many times per heartbeat timeout (the worker sends each one on:
+# worker.build_worker), so one lost heartbeat does not time out a live step.
+HEARTBEATS_PER_TIMEOUT = 3
+
+
 class Heartbeat:
     """Heartbeats while a step runs, so a dead worker is noticed after the heartbeat timeout
     instead of the (much longer) start-to-close timeout. ``note`` goes into the heartbeat details
     (shown in the Temporal Web UI's pending activity), e.g. while the mirror is unreachable."""
 
     def __init__(self, timeout: timedelta | None) -> None:
-        self.every = max(timeout.total_seconds() / 3, 0.2) if timeout else None
+        self.every = max(timeout.total_seconds() / HEARTBEATS_PER_TIMEOUT, 0.2) if timeout else None
         self.note: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
 

@@ -21,7 +21,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from tenantflow.catalog import EventKind, ProjectStatus, RunKind, StepStatus
+from tenantflow.catalog import DONE_STEP_STATUSES, EventKind, ProjectStatus, RunKind, StepStatus
 
 # Wide enough that piped tables are not folded; a terminal's own width wins.
 PIPE_WIDTH = 200
@@ -36,7 +36,6 @@ PROJECT_STYLE: dict[str, str] = {
     ProjectStatus.PENDING: "dim", ProjectStatus.PROVISIONING: "cyan", ProjectStatus.ONLINE: "bold green",
     ProjectStatus.FAILED: "bold red", ProjectStatus.DEPROVISIONING: "magenta", ProjectStatus.DELETED: "dim",
 }
-DONE = frozenset({StepStatus.SUCCESS, StepStatus.SKIPPED})
 
 
 def make_console(*, stderr: bool = False) -> Console:
@@ -244,7 +243,7 @@ class RunView:
 
     @property
     def done(self) -> int:
-        return sum(1 for s in self.steps.values() if s.status in DONE)
+        return sum(1 for s in self.steps.values() if s.status in DONE_STEP_STATUSES)
 
     def elapsed(self) -> float:
         """Seconds since the view was made (when the command started waiting)."""

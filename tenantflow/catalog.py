@@ -83,6 +83,10 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+# A step in one of these is done: the steps that need it may start, and it counts as done.
+DONE_STEP_STATUSES: frozenset[str] = frozenset({StepStatus.SUCCESS, StepStatus.SKIPPED})
+
+
 class AttemptOutcome(StrEnum):
     """``provisioning_step_attempts.outcome``: how one attempt of a step ended."""
 

@@ -28,6 +28,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from tenantflow.catalog import (
+        DONE_STEP_STATUSES,
         EVENT_TYPE_OF_STATUS,
         KIND_OF_WORKFLOW,
         RETRY_SIGNAL,
@@ -74,8 +75,6 @@ CANCEL_MID_STEP_PATCH = "cancel-mid-step"
 LOCAL_MIRROR_PATCH = "local-mirror"
 # Before this, a provisioning run ran its steps one after another; old histories replay them so.
 PARALLEL_STEPS_PATCH = "parallel-steps"
-# A step (and the run's own bookkeeping) counts as done, for the steps that need it, in these.
-_DONE = (StepStatus.SUCCESS, StepStatus.SKIPPED)
 
 
 def _run_cancelled(err: ActivityError) -> bool:
@@ -201,7 +200,9 @@ class StepsWorkflow:
         async def when_ready(spec: StepSpec) -> None:
             needs = [n for n in STEP_NEEDS.get(spec.name, ()) if n in ours]
             if needs:
-                await workflow.wait_condition(lambda: all(st.steps[n] in _DONE for n in needs))
+                await workflow.wait_condition(
+                    lambda: all(st.steps[n] in DONE_STEP_STATUSES for n in needs)
+                )
             await self._run_until_done(spec, input)
 
         tasks = [asyncio.create_task(when_ready(spec)) for spec in self.STEPS]
@@ -317,7 +318,7 @@ class StepsWorkflow:
     def _details(self) -> str:
         st = self._state
         if st.status != ProjectStatus.FAILED or st.failed_step is None:
-            done = sum(1 for s in st.steps.values() if s in (StepStatus.SUCCESS, StepStatus.SKIPPED))
+            done = sum(1 for s in st.steps.values() if s in DONE_STEP_STATUSES)
             return f"**{st.tenant_id}**: {st.status}, {done} of {len(st.steps)} steps done"
         return (
             f"**{st.tenant_id}**: step `{st.failed_step}` failed and waits for a person.\n\n"
