@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or get_settings()
-        engine = make_engine(resolved.database_url.get_secret_value())
+        engine = make_engine(resolved.database_url.get_secret_value(), pool_size=resolved.api_db_connections)
         events = EventHub(libpq_url(resolved.database_url.get_secret_value()))
         try:
             app.state.settings = resolved

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024,
         description="Largest request body the API reads (413 above it, before auth or parsing).",
     )
+    api_db_connections: int = Field(
+        default=10, ge=1,
+        description="Mirror connections each API process keeps open, about the requests it serves at "
+        "once (opened as needed, then kept; beyond it a connection is opened per request).",
+    )
 
     encryption_keys: SecretStr = Field(
         description="Keyring 'kid:base64key[,kid:base64key...]' (32-byte AES keys): the first "
