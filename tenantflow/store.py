@@ -6,7 +6,8 @@ Every write is idempotent, so a retried activity can repeat it safely, and every
 row or of a project's status carries a fence: a write older than what the row holds (a paused
 worker's attempt that Temporal already gave up on, a retried bookkeeping activity) is ignored, so
 the mirror never goes back to a state that is over. An unreachable database is raised as
-``MirrorUnavailable`` (retryable), in one place (``_translate_outage``).
+``MirrorUnavailable`` (retryable), in one place (``translate_outage``), which the API's status
+reads on their own psycopg pool (``tenantflow.read_pool``) go through too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -684,27 +686,33 @@ class Store:
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         # Autocommit: a read is one statement (or statements that each want the newest data), and
         # no BEGIN/ROLLBACK round trips around it (they were half of the status read's).
-        with _translate_outage():
+        with translate_outage():
             async with self.engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with _translate_outage():
+        with translate_outage():
             async with self.engine.begin() as conn:
                 yield conn
 
 
 def _ref_to_id(ref: str) -> Any:
     """The project id a ``{ref}`` stands for, as an SQL expression: the id itself, or the tenant
-    holding that name (live first, else the latest deleted one)."""
+    holding that name (``id_of_name``)."""
     project_id = canonical_uuid(ref)
     if project_id is not None:
         return literal(project_id)
+    return id_of_name(ref)
+
+
+def id_of_name(name: Any) -> Any:
+    """The id of the tenant holding ``name`` (a value or a bind parameter), as a scalar subquery:
+    the live tenant first, else the latest deleted one."""
     live_first = case((P.c.status == ProjectStatus.DELETED, 1), else_=0)
     return (
-        select(P.c.id).where(P.c.name == ref).order_by(live_first, P.c.created_at.desc()).limit(1)
+        select(P.c.id).where(P.c.name == name).order_by(live_first, P.c.created_at.desc()).limit(1)
         .scalar_subquery()
     )
 
@@ -785,13 +793,19 @@ def _close_lost_attempts(project_id: uuid.UUID, step: str, *, before: Fence, now
     )
 
 
+# What the mirror being unreachable looks like: SQLAlchemy's wrappers (the engine), psycopg's own
+# errors (the status reads' pool; psycopg_pool's PoolTimeout is an OperationalError), the socket's.
+_OUTAGES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+            psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+
 @contextlib.contextmanager
-def _translate_outage() -> Iterator[None]:
-    """The store's one error boundary: the mirror database being unreachable is an outage
+def translate_outage() -> Iterator[None]:
+    """The mirror's one error boundary: the mirror database being unreachable is an outage
     (``MirrorUnavailable``, retryable); anything else (a constraint, a bug) propagates as is."""
     try:
         yield
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError) as exc:
+    except _OUTAGES as exc:
         raise MirrorUnavailable(
             f"the mirror database is unreachable ({type(exc).__name__})",
             details={"cause": type(exc).__name__},
