@@ -1,8 +1,8 @@
-"""What routes get injected: settings, the mirror store, the credential store, the Temporal client,
-the event hub (push updates), the API key store; who is calling (``PrincipalDep``: an API key or
-the settings' bootstrap token) and the scope checks (``RequireRead`` / ``RequireWrite`` /
-``RequireAdmin``); and what several routes resolve the same way (a project from its ``{ref}``, a
-list's cursor, where the caller is).
+"""What routes get injected: settings, the mirror store, the status reads' pool, the credential
+store, the Temporal client, the event hub (push updates), the API key store; who is calling
+(``PrincipalDep``: an API key or the settings' bootstrap token) and the scope checks
+(``RequireRead`` / ``RequireWrite`` / ``RequireAdmin``); and what several routes resolve the same
+way (a project from its ``{ref}``, a list's cursor, where the caller is).
 
 The lifespan (``api.main``) puts the shared objects on ``app.state``; these dependencies hand them
 to routes as ``Annotated`` types, so a route declares ``store: StoreDep`` and never builds one.
@@ -28,6 +28,7 @@ from tenantflow.catalog import Scope
 from tenantflow.credentials import CredentialStore
 from tenantflow.models import Project
 from tenantflow.rate_budget import RateBudget
+from tenantflow.read_pool import ReadPool
 from tenantflow.settings import Settings
 from tenantflow.store import Keyset, Store
 
@@ -56,12 +57,17 @@ async def _api_keys(request: Request) -> ApiKeyStore:
     return request.app.state.api_keys
 
 
+async def _reads(request: Request) -> ReadPool:
+    return request.app.state.reads
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 CredentialsDep = Annotated[CredentialStore, Depends(_credentials)]
 EventHubDep = Annotated[EventHub, Depends(_events)]
 ApiKeysDep = Annotated[ApiKeyStore, Depends(_api_keys)]
+ReadPoolDep = Annotated[ReadPool, Depends(_reads)]
 
 # auto_error=False: a missing header gets our 401 (with WWW-Authenticate), not FastAPI's default.
 _bearer = HTTPBearer(

@@ -21,6 +21,7 @@ from tenantflow.api_keys import ApiKeyStore
 from tenantflow.credentials import CredentialStore
 from tenantflow.crypto import Keyring
 from tenantflow.db import libpq_url, make_engine
+from tenantflow.read_pool import ReadPool
 from tenantflow.settings import Settings, get_settings
 from tenantflow.store import Store
 from tenantflow.temporal import connect
@@ -32,10 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or get_settings()
-        engine = make_engine(resolved.database_url.get_secret_value(), pool_size=resolved.api_db_connections)
-        events = EventHub(libpq_url(resolved.database_url.get_secret_value()))
+        database_url = resolved.database_url.get_secret_value()
+        engine = make_engine(database_url, pool_size=resolved.api_db_connections)
+        reads = ReadPool(database_url, size=resolved.api_db_connections)
+        events = EventHub(libpq_url(database_url))
         try:
             app.state.settings = resolved
+            app.state.reads = reads
+            await reads.open()
             app.state.store = Store(engine)
             app.state.api_keys = ApiKeyStore(engine)
             app.state.credentials = CredentialStore(
@@ -47,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await events.stop()
+            await reads.close()
             await engine.dispose()
 
     # FastAPIOffline: /docs and /redoc load their scripts from the app, not from a CDN.

@@ -12,22 +12,13 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.pagination import encode_cursor
-from tenantflow.catalog import (
-    PROJECT_STEP_NAMES,
-    PROJECT_TEARDOWN_STEP_NAMES,
-    STEPS_BY_KIND,
-    TEARDOWN_STEPS_BY_KIND,
-    AttemptOutcome,
-    RunKind,
-    Scope,
-    StepStatus,
-)
+from tenantflow.catalog import AttemptOutcome, RunKind, Scope, StepStatus, step_order
 from tenantflow.errors import InvalidName
 from tenantflow.models import Project, ProjectStatus, ProvisioningStep, ProvisioningStepAttempt
 from tenantflow.names import PROJECT_NAME_RULE, canonical_uuid, validate_project_name
@@ -131,8 +122,7 @@ class AttemptOut(BaseModel):
 
 
 class StepRow(Protocol):
-    """What ``StepOut`` reads of a step row: a ``ProvisioningStep``, or a result row of the same
-    columns (the status read skips building ORM objects)."""
+    """What ``StepOut`` reads of a step row: a ``ProvisioningStep``, or any row of the same columns."""
 
     step_name: str
     run_kind: str
@@ -172,9 +162,7 @@ class StepOut(BaseModel):
     ) -> list[StepOut]:
         """Steps in the catalog's order for the tenant's kind: provisioning first, then teardown
         (unknown steps last)."""
-        catalog = (*STEPS_BY_KIND.get(kind, PROJECT_STEP_NAMES),
-                   *TEARDOWN_STEPS_BY_KIND.get(kind, PROJECT_TEARDOWN_STEP_NAMES))
-        rank: dict[str, int] = {name: i for i, name in enumerate(catalog)}
+        rank: dict[str, int] = {name: i for i, name in enumerate(step_order(kind))}
         ordered = sorted(rows, key=lambda r: (rank.get(r.step_name, len(rank)), r.created_at, r.step_name))
         history: dict[str, list[AttemptOut]] | None = None
         if attempts is not None:
@@ -194,7 +182,12 @@ class StepOut(BaseModel):
 
 
 class GraphInfo(BaseModel):
-    """How to reach the tenant's graph database. The password is never part of it."""
+    """How to reach the tenant's graph database. The password is never part of it. Each field is
+    the project's column of the same name prefixed with ``COLUMN_PREFIX``."""
+
+    COLUMN_PREFIX: ClassVar[str] = "graph_"
+    # A tenant has graph info once one of these columns is set (null: no graph database).
+    PRESENT_WHEN_ANY_OF: ClassVar[tuple[str, ...]] = ("graph_backend", "graph_database")
 
     backend: str | None
     mode: str | None
@@ -206,7 +199,7 @@ class GraphInfo(BaseModel):
 
     @classmethod
     def from_project(cls, p: Project) -> GraphInfo | None:
-        if p.graph_backend is None and p.graph_database is None:
+        if all(getattr(p, column) is None for column in cls.PRESENT_WHEN_ANY_OF):
             return None
         return cls(
             backend=p.graph_backend, mode=p.graph_mode, database=p.graph_database, status=p.graph_status,

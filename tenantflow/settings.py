@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     api_db_connections: int = Field(
         default=10, ge=1,
         description="Mirror connections each API process keeps open, about the requests it serves at "
-        "once (opened as needed, then kept; beyond it a connection is opened per request).",
+        "once: the status reads' pool and the other routes' engine keep this many each (opened as "
+        "needed); beyond it a request opens one of its own (a status read after waiting 1 s).",
     )
 
     encryption_keys: SecretStr = Field(

@@ -290,23 +290,6 @@ class Store:
             row = (await conn.execute(select(P).where(P.c.id == _ref_to_id(ref)))).mappings().first()
         return Project(**row) if row else None
 
-    async def get_project_with_steps(self, ref: str) -> tuple[Project, list[Any]] | None:
-        """The tenant ``ref`` names (as ``get_project_by_ref``) and its step rows, in one query:
-        the status read (the API's most frequent request) costs one round trip. The steps come as
-        plain result rows (attributes named like ``ProvisioningStep``'s): building ORM objects
-        cost more than the query."""
-        query = (
-            select(*S.c, func.row_to_json(P.table_valued()).label("project"))
-            .select_from(P.outerjoin(S, S.c.project_id == P.c.id))
-            .where(P.c.id == _ref_to_id(ref))
-        )
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
-        if not rows:
-            return None
-        project = Project.model_validate(rows[0].project)
-        return project, [r for r in rows if r.step_name is not None]
-
     async def get_project(self, project_id: uuid.UUID) -> Project | None:
         async with self._read() as conn:
             row = (await conn.execute(select(P).where(P.c.id == project_id))).mappings().first()

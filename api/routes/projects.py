@@ -17,6 +17,7 @@ from api.deps import (
     CursorDep,
     EventHubDep,
     ProjectByRefDep,
+    ReadPoolDep,
     RefPath,
     RequireAdmin,
     RequireRead,
@@ -26,6 +27,7 @@ from api.deps import (
     TemporalDep,
     no_such_project,
 )
+from api.documents import project_detail
 from api.events import event_stream_response, project_events, wait_for_status
 from api.provisioning import create_tenant, deprovision, retry_failed_step, waiting_run
 from api.schemas import (
@@ -115,6 +117,7 @@ async def list_projects(
 @router.get("/{ref}", response_model=ProjectDetail, responses=_NOT_FOUND)
 async def get_project(
     ref: RefPath,
+    reads: ReadPoolDep,
     store: StoreDep,
     hub: EventHubDep,
     wait_for: Annotated[
@@ -131,15 +134,18 @@ async def get_project(
     With ``wait_for``, a long poll: the answer comes when the tenant reaches that status (or one it
     cannot leave without a person), or after ``timeout`` seconds with its state then; the client
     checks ``status``. A client that wants every step as it happens uses ``/events`` instead."""
-    found = await store.get_project_with_steps(ref)
-    if found is None:
+    if wait_for is not None:
+        project = await store.get_project_by_ref(ref)
+        if project is None:
+            raise no_such_project(ref)
+        if project.status != wait_for and project.status not in SETTLED_STATUSES:
+            await wait_for_status(hub, store, project, wait_for, timeout=timeout)
+        ref = str(project.id)
+    # Postgres writes the document (api.documents); it is sent as it is.
+    document = await project_detail(reads, ref)
+    if document is None:
         raise no_such_project(ref)
-    project, steps = found
-    if wait_for is not None and project.status != wait_for and project.status not in SETTLED_STATUSES:
-        project = await wait_for_status(hub, store, project, wait_for, timeout=timeout)
-        steps = list(await store.get_steps(project.id))
-    # The document is built once by our model and sent as it is (FastAPI would validate it again).
-    return Response(ProjectDetail.from_rows(project, steps).model_dump_json(), media_type="application/json")
+    return Response(document, media_type="application/json")
 
 
 @router.get(
