@@ -7,7 +7,7 @@ from typing import Annotated
 import jwt
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 
-from api.deps import ApiKeysDep, BearerDep, SettingsDep, StoreDep, principal
+from api.deps import ApiKeysDep, BearerDep, SettingsDep, StoreDep, authenticate
 from api.schemas import UserStatus
 from tenantflow.catalog import Scope
 from tenantflow.names import CANONICAL_UUID_PATTERN, canonical_uuid
@@ -41,7 +41,7 @@ async def user_or_reader(
         if canonical_uuid(claims["sub"]) != canonical_uuid(user_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "a user's token reads only that user's status")
         return
-    caller = await principal(settings, keys, credentials)
+    caller = await authenticate(settings, keys, credentials)
     if not caller.allows(Scope.READ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"the key {caller.name!r} cannot read")
 
