@@ -6,6 +6,7 @@ Serve it with ``uvicorn api.main:app`` (settings from ``TENANTFLOW_*`` at start-
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.temporal = await connect(resolved)
             app.state.events = events
             await events.start()
+            freeze_startup_objects()
             yield
         finally:
             await events.stop()
@@ -72,6 +74,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost (added last): bodies are bounded before auth, parsing or anything else reads them.
     app.add_middleware(BodySizeLimit)
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Take what exists once the app has started (modules, the app, its routes and models, about
+    180,000 objects, all living as long as the process) out of the garbage collector's sight. A
+    full collection walked them all: 85-95 ms, every request in flight waiting, a few times a
+    minute under load (the status read's p99). Once per process: the first app's start (tests
+    start many apps in one process; garbage is collected first, so none is kept)."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 app = create_app()
