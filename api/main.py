@@ -79,8 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def freeze_startup_objects() -> None:
     """Take what exists once the app has started (modules, the app, its routes and models, about
     180,000 objects, all living as long as the process) out of the garbage collector's sight. A
-    full collection walked them all: 85-95 ms, every request in flight waiting, a few times a
-    minute under load (the status read's p99). Once per process: the first app's start (tests
+    full collection walked them all: 85-95 ms, every request in flight waiting, every few seconds
+    under load (the status read's p99). Once per process: the first app's start (tests
     start many apps in one process; garbage is collected first, so none is kept)."""
     if gc.get_freeze_count() == 0:
         gc.collect()
