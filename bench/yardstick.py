@@ -35,14 +35,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from bench.stack import BenchError, Target
 from devstack.ports import free_port
-from tenantflow.catalog import STEPS_BY_KIND, TEARDOWN_STEPS_BY_KIND, ProjectKind
+from tenantflow.catalog import ProjectKind, step_order
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_ENV, TOKEN_ENV = "BENCH_YARDSTICK_DATABASE_URL", "BENCH_YARDSTICK_TOKEN"
 
-# The step order of tenantflow's StepOut.from_rows: the kind's steps, then its teardown, unknown last.
-_ORDER = {kind: [str(step) for step in (*STEPS_BY_KIND[kind], *TEARDOWN_STEPS_BY_KIND[kind])]
-          for kind in ProjectKind}
+# The step order of tenantflow's StepOut.from_rows (catalog.step_order), unknown steps last.
+_ORDER = {kind: [str(step) for step in step_order(kind)] for kind in ProjectKind}
 # One statement: the project joined to its step rows, in the order tenantflow's StepOut.from_rows
 # shows them (the kind's steps, then its teardown, unknown ones last).
 QUERY = """

@@ -430,15 +430,16 @@ class Store:
             return True
 
     async def admit_waiting(self, *, cap: int) -> list[Project]:
-        """Let in the tenants waiting for a slot, oldest first, as many as the cap has room for
-        (at most ``ADMIT_BATCH`` a call); returns them in that order."""
+        """Let in the tenants waiting for a slot, oldest first, as many as ``cap`` (at least 1) has
+        room for (at most ``ADMIT_BATCH`` a call); returns them in that order. With no cap the API
+        lets every tenant in itself (``admit``), so nobody calls this."""
         async with self._write() as conn:
             # Polled by every worker: nobody waiting (the usual case) costs one indexed read,
             # not a turn at the lock every create takes too.
             if not await conn.scalar(select(select(P.c.id).where(_waiting()).exists())):
                 return []
             await _admission_turn(conn)
-            room = min(cap - await _in_flight(conn), ADMIT_BATCH) if cap else ADMIT_BATCH
+            room = min(cap - await _in_flight(conn), ADMIT_BATCH)
             if room <= 0:
                 return []
             oldest = select(P.c.id).where(_waiting()).order_by(P.c.created_at, P.c.id).limit(room)
