@@ -28,10 +28,9 @@ class ProjectActivities(StepActivities):
         """A run begins: every step of it has a row (pending if new); the tenant takes the run's
         status (``provisioning``, or ``deprovisioning``)."""
         project_id = uuid.UUID(input.project_id)
-        if await self.deps.store.get_project(project_id) is None:
+        if not await self.deps.store.begin_run(project_id, input.steps, ProjectStatus(input.status),
+                                               seq=input.seq):
             raise NotReady(f"project {project_id} does not exist in the mirror")
-        await self.deps.store.ensure_steps(project_id, input.steps)
-        await self.deps.store.set_project_status(project_id, ProjectStatus(input.status), seq=input.seq)
 
     @activity.defn(name="set_project_status")
     async def set_project_status(self, input: ProjectStatusInput) -> None:

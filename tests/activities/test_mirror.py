@@ -192,6 +192,52 @@ async def test_a_late_write_of_an_abandoned_attempt_is_ignored(deps: Deps, tenan
     assert (await row(deps, pid)).status == "pending"
 
 
+async def test_racing_attempt_writes_leave_the_newest_attempts_story(deps: Deps, tenant_name: Any) -> None:
+    """Eight attempts of one step write at once (each its start, then its end), as a worker that
+    paused and Temporal's later attempts can. Each write is one statement whose first part locks
+    the row: whatever the order, the row is what the last attempt wrote, and no attempt is left
+    open (each finished, was closed as lost by a newer start, or recorded nothing)."""
+    store = deps.store
+    for _ in range(5):
+        pid = await new_project(deps, tenant_name())
+
+        async def attempt(n: int, pid: uuid.UUID = pid) -> None:
+            await store.attempt_started(pid, STEP, Fence(0, n))
+            if n < 8:
+                await store.attempt_finished(pid, STEP, Fence(0, n), outcome=AttemptOutcome.FAILED,
+                                             error_message=f"attempt {n}", error_details={}, retryable=True)
+            else:
+                await store.attempt_finished(pid, STEP, Fence(0, n), outcome=AttemptOutcome.SUCCESS,
+                                             result={"attempt": n})
+
+        await asyncio.gather(*(attempt(n) for n in range(1, 9)))
+        r = await row(deps, pid)
+        assert (r.status, r.attempt, r.phase, r.result) == ("success", 8, 2, {"attempt": 8})
+        assert r.error_message is None and r.retry_count == 7
+        history = await deps.store.get_attempts(pid)
+        assert all(a.finished_at is not None for a in history)
+        assert [(a.attempt, a.outcome) for a in history if a.attempt == 8] == [(8, "success")]
+
+
+async def test_begin_run_makes_missing_rows_and_takes_the_runs_status(deps: Deps, tenant_name: Any) -> None:
+    store = deps.store
+    assert not await store.begin_run(uuid.uuid4(), PROJECT_STEP_NAMES, "provisioning", seq=1)
+    pid = (await store.create_project(name=tenant_name(), kind="project", steps=[STEP])).project.id
+    await store.attempt_started(pid, STEP, Fence(0, 1))
+    assert await store.begin_run(pid, PROJECT_STEP_NAMES, "provisioning", seq=2)
+    rows = {s.step_name: s for s in await store.get_steps(pid)}
+    assert set(rows) == set(PROJECT_STEP_NAMES)
+    assert rows[STEP].status == "running"  # a row that exists is left alone
+    assert {s.status for n, s in rows.items() if n != STEP} == {"pending"}
+    project = await store.get_project(pid)
+    assert project is not None and (project.status, project.status_seq) == ("provisioning", 2)
+    # A retried, late begin does not undo a later status write.
+    await store.set_project_status(pid, "online", seq=3)
+    assert await store.begin_run(pid, PROJECT_STEP_NAMES, "provisioning", seq=2)
+    project = await store.get_project(pid)
+    assert project is not None and (project.status, project.status_seq) == ("online", 3)
+
+
 async def test_project_status_writes_are_fenced_by_their_sequence(deps: Deps, tenant_name: Any) -> None:
     pid = await new_project(deps, tenant_name())
     await deps.store.set_project_status(pid, "failed", seq=3)
