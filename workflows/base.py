@@ -208,7 +208,9 @@ class StepsWorkflow:
         tasks = [asyncio.create_task(when_ready(spec)) for spec in self.STEPS]
         try:
             await asyncio.gather(*tasks)
-        except BaseException:
+        # Not BaseException: when the worker evicts the run from its cache, the coroutine is
+        # closed (GeneratorExit), and awaiting then is refused ("coroutine ignored GeneratorExit").
+        except (Exception, asyncio.CancelledError):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
