@@ -214,6 +214,8 @@ def step_order(kind: str) -> tuple[StepName, ...]:
     project's for a kind not listed); rows of steps not listed come last."""
     return (*STEPS_BY_KIND.get(kind, PROJECT_STEP_NAMES),
             *TEARDOWN_STEPS_BY_KIND.get(kind, PROJECT_TEARDOWN_STEP_NAMES))
+
+
 # Project-status writes are fenced by a sequence number (tenantflow.store): each run kind counts
 # from its own base, so a later deprovisioning's writes always win over a provisioning run's.
 STATUS_SEQ_BASE: dict[str, int] = {RunKind.PROVISION: 0, RunKind.DEPROVISION: 1 << 20}

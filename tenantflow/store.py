@@ -23,7 +23,6 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Select,
     Update,
@@ -43,7 +42,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by, array_agg, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantflow.catalog import RUN_KIND_OF_STEP, AttemptOutcome, ProjectKind, RunKind, StepName
+from tenantflow.catalog import (
+    DONE_STEP_STATUSES,
+    RUN_KIND_OF_STEP,
+    AttemptOutcome,
+    ProjectKind,
+    RunKind,
+    StepName,
+)
 from tenantflow.contracts import TenantFilter, WaitingRun
 from tenantflow.errors import MirrorUnavailable
 from tenantflow.models import (
@@ -250,7 +256,7 @@ class Store:
         created = select(project).add_cte(_new_step_rows(project, literal(now, S.c.created_at.type))
                                           .cte("new_steps"))
         async with self._write_one() as conn:
-            inserted = (await conn.execute(created, _steps_params(steps))).mappings().first()
+            inserted = (await conn.execute(created, _params(**_step_values(steps)))).mappings().first()
         if inserted is not None:
             return Created(Project(**inserted), True)
         existing = await self.find_existing(
@@ -374,12 +380,8 @@ class Store:
     async def set_project_status(self, project_id: uuid.UUID, status: str, *, seq: int | None = None) -> None:
         """Set the tenant's status; with ``seq`` (the workflow's write counter) only if no later
         status write has landed already."""
-        fenced = [] if seq is None else [P.c.status_seq <= seq]
-        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
-        if seq is not None:
-            values["status_seq"] = seq
         async with self._write_one() as conn:
-            await conn.execute(update(P).where(P.c.id == project_id, *fenced).values(**values))
+            await conn.execute(_status_write(*_status_literals(project_id, status, seq)))
 
     async def stalled_projects(
         self, *, updated_before: datetime, waiting_too: bool = False, limit: int = 500
@@ -502,7 +504,7 @@ class Store:
         project = select(P.c.id).where(P.c.id == project_id).cte("project")
         async with self._write_one() as conn:
             await conn.execute(_new_step_rows(project, literal(utcnow(), S.c.created_at.type)),
-                               _steps_params(steps))
+                               _params(**_step_values(steps)))
 
     async def begin_run(
         self, project_id: uuid.UUID, steps: Sequence[str], status: str, *, seq: int | None
@@ -510,8 +512,8 @@ class Store:
         """A run begins: every step of it has a row (pending if new) and the tenant takes the run's
         ``status`` (fenced by ``seq`` when given, like ``set_project_status``). One statement
         (``_BEGIN_RUN``). Returns whether the project exists (if not, nothing is written)."""
-        params = dict(p_project_id=project_id, p_status=status, p_seq=seq, p_now=utcnow(),
-                      **_steps_params(steps))
+        params = _params(project_id=project_id, status=status, seq=seq, now=utcnow(),
+                         **_step_values(steps))
         async with self._write_one() as conn:
             return bool(await conn.scalar(_BEGIN_RUN, params))
 
@@ -543,15 +545,14 @@ class Store:
         report of an attempt a newer one has superseded records nothing (its own attempt row, if
         it has one, was closed as lost when the newer one began). One statement, like
         ``attempt_started``."""
-        done = outcome in (AttemptOutcome.SUCCESS, AttemptOutcome.SKIPPED)
-        if done:
-            status: StepStatus | None = (
-                StepStatus.SUCCESS if outcome is AttemptOutcome.SUCCESS else StepStatus.SKIPPED
-            )
+        if outcome is AttemptOutcome.SUCCESS:
+            status: StepStatus | None = StepStatus.SUCCESS
+        elif outcome is AttemptOutcome.SKIPPED:
+            status = StepStatus.SKIPPED
         else:
             status = StepStatus.PENDING if retryable else None  # None: the status stays
-        params = _attempt_params(project_id, step, fence, outcome=outcome, status=status, done=done,
-                                 result=result, error_message=error_message, error_details=error_details)
+        params = _attempt_params(project_id, step, fence, outcome=outcome, status=status, result=result,
+                                 error_message=error_message, error_details=error_details)
         async with self._write_one() as conn:
             await conn.execute(_ATTEMPT_FINISHED, params)
 
@@ -614,16 +615,10 @@ class Store:
     async def mark_deleted(self, project_id: uuid.UUID, *, seq: int | None) -> None:
         """The end of a deprovisioning: every stored secret of the tenant destroyed and the tenant
         ``deleted``, in one transaction (the row and its steps stay for audit)."""
-        fenced = [] if seq is None else [P.c.status_seq <= seq]
-        now = utcnow()
+        project, deleted, fence, now = _status_literals(project_id, ProjectStatus.DELETED, seq)
         async with self._write() as conn:
             await conn.execute(delete(C).where(C.c.project_id == project_id))
-            await conn.execute(
-                update(P).where(P.c.id == project_id, *fenced).values(
-                    status=ProjectStatus.DELETED, deleted_at=now, updated_at=now,
-                    **({"status_seq": seq} if seq is not None else {}),
-                )
-            )
+            await conn.execute(_status_write(project, deleted, fence, now).values(deleted_at=now))
 
     async def step_reset(self, project_id: uuid.UUID, step: str, *, generation: int) -> None:
         """FAILED → PENDING for an operator's retry, which starts ``generation``. The last error
@@ -692,6 +687,22 @@ ATTEMPT_KEY = [A.c.project_id, A.c.step_name, A.c.generation, A.c.attempt]
 
 def _fence_values(fence: Fence, phase: Phase) -> dict[str, int]:
     return dict(generation=fence.generation, attempt=fence.attempt, phase=phase)
+
+
+def _status_literals(project_id: uuid.UUID, status: str, seq: int | None) -> tuple[Any, Any, Any, Any]:
+    """``_status_write``'s arguments as literals, at this moment."""
+    return (literal(project_id, P.c.id.type), literal(status, P.c.status.type),
+            literal(seq, P.c.status_seq.type), literal(utcnow(), P.c.updated_at.type))
+
+
+def _status_write(project_id: Any, status: Any, seq: Any, now: Any) -> Update:
+    """UPDATE of a tenant's status (SQL values). With ``seq``, the run's count of its status
+    writes, it applies only if no later write has landed (None: not fenced, ``status_seq`` stays)."""
+    return (
+        update(P)
+        .where(P.c.id == project_id, or_(seq.is_(None), P.c.status_seq <= seq))
+        .values(status=status, updated_at=now, status_seq=func.coalesce(seq, P.c.status_seq))
+    )
 
 
 def _fence_sql(fence: Fence) -> tuple[Any, Any]:
@@ -770,23 +781,29 @@ def _close_lost_attempts(project_id: Any, step: Any, *, before: tuple[Any, Any],
 # a millisecond of the worker's CPU each). An attempt's statement first reads the step row FOR
 # UPDATE in a CTE (``_not_superseded``), and every part of the write is conditional on it.
 
-def _bound(name: str, column: Any) -> Any:
-    """A bind parameter typed like ``column``: ``p_<name>`` (SQLAlchemy keeps column names for
-    its own parameters of an UPDATE's SET)."""
-    return bindparam(f"p_{name}", type_=column.type)
+# SQLAlchemy keeps a column's own name for its parameter in an UPDATE's SET: ours are prefixed.
+_PARAM_PREFIX = "p_"
+
+
+def _bound(name: str, column: Any, *, array: bool = False) -> Any:
+    """The bind parameter ``name`` (prefixed), typed like ``column`` (or an array of it)."""
+    return bindparam(_PARAM_PREFIX + name, type_=ARRAY(column.type) if array else column.type)
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    """The values of the parameters ``_bound`` names."""
+    return {_PARAM_PREFIX + name: value for name, value in values.items()}
 
 
 _PROJECT, _STEP = _bound("project_id", S.c.project_id), _bound("step_name", S.c.step_name)
 _GENERATION, _ATTEMPT = _bound("generation", S.c.generation), _bound("attempt", S.c.attempt)
 _NOW = _bound("now", S.c.started_at)
-_THIS_ATTEMPT = (A.c.project_id == _PROJECT, A.c.step_name == _STEP)
 
 
 def _attempt_params(project_id: uuid.UUID, step: str, fence: Fence, **values: Any) -> dict[str, Any]:
     """The parameters of ``_ATTEMPT_STARTED`` (and, with ``values``, ``_ATTEMPT_FINISHED``)."""
-    named = dict(project_id=project_id, step_name=step, generation=fence.generation,
-                 attempt=fence.attempt, now=utcnow(), **values)
-    return {f"p_{name}": value for name, value in named.items()}
+    return _params(project_id=project_id, step_name=step, generation=fence.generation,
+                   attempt=fence.attempt, now=utcnow(), **values)
 
 
 def _fenced_row() -> Any:
@@ -854,7 +871,8 @@ def _attempt_started_statement() -> Update:
     # (Nor an attempt that committed while the statement waited for the lock: ``attempt - 1``
     # and the row's own count, which never goes down, bound it then.)
     attempts = (
-        select(func.count()).select_from(A).where(*_THIS_ATTEMPT).scalar_subquery()
+        select(func.count()).select_from(A)
+        .where(A.c.project_id == _PROJECT, A.c.step_name == _STEP).scalar_subquery()
         + select(func.count()).select_from(recorded).scalar_subquery()
     )
     return (
@@ -867,9 +885,9 @@ def _attempt_started_statement() -> Update:
 
 
 def _attempt_finished_statement() -> Update:
-    """Parameters beyond ``_attempt_params``: ``outcome``; ``status`` (None: it stays); ``done``
-    (success or skip: ``result`` is set); ``error_message`` and ``error_details`` (None when done:
-    the error is cleared)."""
+    """Parameters beyond ``_attempt_params``: ``outcome``; ``status`` (None: it stays; a done
+    status sets ``result``); ``error_message`` and ``error_details`` (None when done: the error is
+    cleared)."""
     go = _not_superseded(_fenced_row(), Phase.FINISHED)
     # The attempt's own row is closed once: a late report of an attempt already closed as lost
     # does not rewrite the history.
@@ -881,29 +899,29 @@ def _attempt_finished_statement() -> Update:
         .on_conflict_do_update(index_elements=ATTEMPT_KEY, set_=closing, where=A.c.finished_at.is_(None))
         .cte("closed")
     )
-    done = bindparam("p_done", type_=Boolean)
+    status = _bound("status", S.c.status)
     return (
         _fenced_update(_PROJECT, _STEP, (_GENERATION, _ATTEMPT), Phase.FINISHED).where(go)
-        .values(status=func.coalesce(_bound("status", S.c.status), S.c.status),
-                result=case((done, _bound("result", S.c.result)), else_=S.c.result),
+        .values(status=func.coalesce(status, S.c.status),
+                result=case((status.in_(DONE_STEP_STATUSES), _bound("result", S.c.result)),
+                            else_=S.c.result),
                 error_message=closing["error_message"], error_details=closing["error_details"],
                 completed_at=_NOW, generation=_GENERATION, attempt=_ATTEMPT, phase=Phase.FINISHED)
         .add_cte(closed)
     )
 
 
-def _steps_params(steps: Sequence[str]) -> dict[str, Any]:
-    """The parameters of ``_new_step_rows``."""
-    return dict(p_steps=list(steps), p_run_kinds=[RUN_KIND_OF_STEP[s] for s in steps])
+def _step_values(steps: Sequence[str]) -> dict[str, Any]:
+    """The values of ``_new_step_rows``' parameters (for ``_params``)."""
+    return dict(steps=list(steps), run_kinds=[RUN_KIND_OF_STEP[s] for s in steps])
 
 
 def _new_step_rows(projects: Any, now: Any) -> Any:
-    """INSERT of a pending row for each step in the array parameter ``p_steps`` (with the array
-    ``p_run_kinds``, pairwise) of each project in ``projects`` (a CTE with an ``id``); rows that
+    """INSERT of a pending row for each step in the array parameter ``steps`` (with the array
+    ``run_kinds``, pairwise) of each project in ``projects`` (a CTE with an ``id``); rows that
     exist are left alone."""
     names = func.unnest(
-        bindparam("p_steps", type_=ARRAY(S.c.step_name.type)),
-        bindparam("p_run_kinds", type_=ARRAY(S.c.run_kind.type)),
+        _bound("steps", S.c.step_name, array=True), _bound("run_kinds", S.c.run_kind, array=True)
     ).table_valued("step_name", "run_kind").render_derived(name="run_steps")
     return (
         insert(S).from_select(
@@ -917,19 +935,15 @@ def _new_step_rows(projects: Any, now: Any) -> Any:
 
 
 def _begin_run_statement() -> Select[Any]:
-    """Parameters: ``p_project_id``, ``p_steps`` and their ``p_run_kinds`` (arrays), ``p_status``,
-    ``p_seq`` (None: not fenced), ``p_now``. Returns the number of projects found (0 or 1)."""
-    project_id, now = _bound("project_id", P.c.id), _bound("now", P.c.updated_at)
-    seq = _bound("seq", P.c.status_seq)
+    """Parameters: ``project_id``, ``status``, ``seq``, ``now`` and ``_step_values``. Returns the
+    number of projects found (0 or 1)."""
+    project_id, status, seq, now = (
+        _bound("project_id", P.c.id), _bound("status", P.c.status), _bound("seq", P.c.status_seq),
+        _bound("now", P.c.updated_at),
+    )
     project = select(P.c.id).where(P.c.id == project_id).cte("project")
     new_steps = _new_step_rows(project, now).cte("new_steps")
-    run_status = (
-        update(P)
-        .where(P.c.id == project_id, or_(seq.is_(None), P.c.status_seq <= seq))
-        .values(status=_bound("status", P.c.status), updated_at=now,
-                status_seq=func.coalesce(seq, P.c.status_seq))
-        .cte("run_status")
-    )
+    run_status = _status_write(project_id, status, seq, now).cte("run_status")
     return select(func.count()).select_from(project).add_cte(new_steps, run_status)
 
 
