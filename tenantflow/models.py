@@ -86,7 +86,8 @@ class ProvisioningStep(SQLModel, table=True):
     ``error_message``, ``error_details``, ``retry_count``); ``result`` holds the step's output
     (or a skip's reason), never an error. ``(generation, attempt, phase)`` is the write fence:
     ``generation`` counts the operator retries of this step, ``attempt`` is Temporal's attempt
-    within it, ``phase`` orders the writes of one attempt; a write older than the row's is ignored.
+    within it, ``phase`` orders the writes of one attempt; a write older than the row's is ignored,
+    and once the workflow has failed a generation (phase 3) no attempt of it writes the row again.
     """
 
     __tablename__ = "provisioning_steps"

@@ -562,13 +562,16 @@ class Store:
         """The workflow's final failure of ``generation``: the row turns ``failed`` and waits for a
         person. The last attempt's own error is kept when it reported one (it knows more), with the
         workflow's view (e.g. ``retry_state``) added; else (a timeout, a lost worker) the
-        workflow's message is the error. Unfinished attempts are closed as lost."""
+        workflow's message is the error. Unfinished attempts are closed as lost: the row is locked
+        first, so an attempt whose start is still in its transaction is waited for and closed too.
+        No attempt of ``generation`` writes the row after this (``_fence_key``)."""
         now = utcnow()
         seen = literal(details, JSONB)
         reported = and_(
             S.c.generation == generation, S.c.phase == Phase.FINISHED, S.c.error_message.is_not(None)
         )
         async with self._write() as conn:
+            await _lock_step_rows(conn, project_id, S.c.step_name == step)
             await conn.execute(_close_lost_attempts(
                 project_id, step, before=_fence_sql(Fence(generation + 1, 0)), now=now
             ))
@@ -590,9 +593,10 @@ class Store:
     async def cancel_open_steps(self, project_id: uuid.UUID, run_kind: RunKind) -> int:
         """A cancelled run's steps that were under way go back to ``pending`` with the reason (a
         ``failed`` one keeps its failure as history), and their unfinished attempts are closed as
-        lost. Returns how many steps that touched."""
+        lost (the rows are locked first, as in ``step_failed``). Returns how many steps that touched."""
         now = utcnow()
         async with self._write() as conn:
+            await _lock_step_rows(conn, project_id, S.c.run_kind == run_kind)
             await conn.execute(
                 update(A)
                 .where(A.c.project_id == project_id, A.c.finished_at.is_(None),
@@ -710,6 +714,14 @@ def _fence_sql(fence: Fence) -> tuple[Any, Any]:
     return literal(fence.generation), literal(fence.attempt)
 
 
+def _fence_key(generation: Any, attempt: Any, phase: Any) -> Any:
+    """A fence as one SQL row value, ordered from oldest to newest write: by generation, then
+    whether it is the workflow's final failure of that generation (no attempt of a failed
+    generation is newer than its failure, whatever its number: Temporal may have handed one to a
+    worker that paused before it wrote), then attempt, then phase."""
+    return tuple_(generation, phase == literal(int(Phase.FAILED)), attempt, phase)
+
+
 def _fenced_update(project_id: Any, step: Any, fence: tuple[Any, Any], phase: Phase) -> Update:
     """UPDATE of one step row that applies only if the row's fence is not newer than this write's
     (``fence``: its generation and attempt as SQL values, ``_fence_sql`` or bind parameters)."""
@@ -717,7 +729,17 @@ def _fenced_update(project_id: Any, step: Any, fence: tuple[Any, Any], phase: Ph
     return update(S).where(
         S.c.project_id == project_id,
         S.c.step_name == step,
-        tuple_(S.c.generation, S.c.attempt, S.c.phase) <= tuple_(generation, attempt, literal(int(phase))),
+        _fence_key(S.c.generation, S.c.attempt, S.c.phase)
+        <= _fence_key(generation, attempt, literal(int(phase))),
+    )
+
+
+async def _lock_step_rows(conn: AsyncConnection, project_id: uuid.UUID, which: ColumnElement[bool]) -> None:
+    """Lock the project's step rows ``which`` selects (in name order) for the rest of the
+    transaction. A multi-statement write takes them first: it then waits for an attempt's start
+    still in its transaction, and its next statement sees that attempt (read committed)."""
+    await conn.execute(
+        select(S.c.id).where(S.c.project_id == project_id, which).order_by(S.c.step_name).with_for_update()
     )
 
 
@@ -821,7 +843,7 @@ def _fenced_row() -> Any:
 def _not_superseded(row: Any, phase: Phase) -> ColumnElement[bool]:
     """True if the step row holds no write newer than this attempt's ``phase`` (or there is no
     row). The row's UPDATE re-checks its own fence against the row's newest version too."""
-    newer = tuple_(row.c.generation, row.c.attempt, row.c.phase) > tuple_(
+    newer = _fence_key(row.c.generation, row.c.attempt, row.c.phase) > _fence_key(
         _GENERATION, _ATTEMPT, literal(int(phase))
     )
     return ~select(row).where(newer).exists()

@@ -14,7 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.mirror import StepActivities, StepSkipped, step
-from tenantflow.catalog import PROJECT_STEP_NAMES, AttemptOutcome, StepName
+from tenantflow import store as store_module
+from tenantflow.catalog import PROJECT_STEP_NAMES, AttemptOutcome, RunKind, StepName
 from tenantflow.contracts import StepInput, StepResult
 from tenantflow.errors import DatabaseUnavailable, MirrorUnavailable, ServiceRejected
 from tenantflow.store import Fence, Store
@@ -217,6 +218,66 @@ async def test_racing_attempt_writes_leave_the_newest_attempts_story(deps: Deps,
         history = await deps.store.get_attempts(pid)
         assert all(a.finished_at is not None for a in history)
         assert [(a.attempt, a.outcome) for a in history if a.attempt == 8] == [(8, "success")]
+
+
+async def test_an_attempt_that_reports_after_its_generation_failed_changes_nothing(
+    deps: Deps, tenant_name: Any
+) -> None:
+    """Temporal handed attempt 3 to a worker that paused before its first write; the step's time
+    budget ran out and the workflow marked the generation failed. When that worker wakes up, its
+    start and its end must not turn the failed row back into running or success: the run is
+    waiting for a person, and the row says so until an operator's retry starts a new generation."""
+    store, pid = deps.store, await new_project(deps, tenant_name())
+    await store.attempt_started(pid, STEP, Fence(0, 1))
+    await store.attempt_finished(pid, STEP, Fence(0, 1), outcome=AttemptOutcome.FAILED,
+                                 error_message="boom", error_details={}, retryable=True)
+    await store.attempt_started(pid, STEP, Fence(0, 2))  # never reports back
+    await store.step_failed(pid, STEP, generation=0, message="timed out", details={"retry_state": "TIMEOUT"})
+    await store.attempt_started(pid, STEP, Fence(0, 3))
+    await store.attempt_finished(pid, STEP, Fence(0, 3), outcome=AttemptOutcome.SUCCESS, result={"late": 1})
+    r = await row(deps, pid)
+    assert (r.status, r.attempt, r.result, r.error_message) == ("failed", 2, None, "timed out")
+    assert await attempts(deps, pid) == [(0, 1, "failed"), (0, 2, "lost")]
+    # An operator's retry starts generation 1, whose attempts write as before.
+    await store.step_reset(pid, STEP, generation=1)
+    await store.attempt_started(pid, STEP, Fence(1, 1))
+    assert (await row(deps, pid)).status == "running"
+
+
+async def _hold_an_attempt_start(deps: Deps, pid: uuid.UUID, fence: Fence) -> Any:
+    """A connection whose open transaction has run attempt ``fence``'s start (the row locked, the
+    attempt row written but not committed): an attempt start caught in the middle."""
+    conn = await deps.engine.connect()
+    await conn.begin()
+    await conn.execute(store_module._ATTEMPT_STARTED, store_module._attempt_params(pid, STEP, fence))
+    return conn
+
+
+@pytest.mark.parametrize("workflow_write", ["step_failed", "cancel_open_steps"])
+async def test_the_workflows_final_writes_wait_for_an_attempt_start_in_flight(
+    deps: Deps, tenant_name: Any, workflow_write: str
+) -> None:
+    """The workflow's final mark (or a deprovisioning's cancel) lands while an attempt's start is
+    still in its transaction. It must wait for the row and then see that attempt: no attempt may
+    be left open for ever, and the row ends as the workflow wrote it."""
+    store, pid = deps.store, await new_project(deps, tenant_name())
+    await store.attempt_started(pid, STEP, Fence(0, 1))
+    conn = await _hold_an_attempt_start(deps, pid, Fence(0, 2))
+    if workflow_write == "step_failed":
+        write = store.step_failed(pid, STEP, generation=0, message="timed out", details={})
+    else:
+        write = store.cancel_open_steps(pid, RunKind.PROVISION)
+    task = asyncio.create_task(write)
+    try:
+        await asyncio.sleep(0.3)
+        assert not task.done()  # it waits for the step row
+    finally:
+        await conn.commit()
+        await conn.close()
+    await task
+    r = await row(deps, pid)
+    assert r.status == ("failed" if workflow_write == "step_failed" else "pending")
+    assert await attempts(deps, pid) == [(0, 1, "lost"), (0, 2, "lost")]
 
 
 async def test_begin_run_makes_missing_rows_and_takes_the_runs_status(deps: Deps, tenant_name: Any) -> None:
