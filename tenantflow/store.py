@@ -410,7 +410,7 @@ class Store:
         from before; a tenant that is no longer ``pending`` is not let in."""
         if not cap:  # nothing to decide: one statement, and no create waits for another
             async with self._write_one() as conn:
-                return bool(await conn.scalar(_admit_uncapped(project_id)))
+                return bool(await conn.scalar(_ADMIT_UNCAPPED, _params(project_id=project_id, now=utcnow())))
         async with self._write() as conn:
             await _admission_turn(conn)
             row = (await conn.execute(
@@ -753,17 +753,6 @@ async def _admission_turn(conn: AsyncConnection) -> None:
     await conn.execute(select(func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
 
 
-def _admit_uncapped(project_id: uuid.UUID) -> Select[Any]:
-    """Whether the tenant is let in, letting it in if it is still ``pending``: with no cap, the
-    one condition. (The snapshot's ``admitted_at`` is the one before the UPDATE.)"""
-    admitted = (
-        update(P).where(P.c.id == project_id, P.c.admitted_at.is_(None), P.c.status == ProjectStatus.PENDING)
-        .values(admitted_at=utcnow()).returning(P.c.id).cte("admitted")
-    )
-    before = select(P.c.admitted_at).where(P.c.id == project_id).scalar_subquery()
-    return select(or_(before.is_not(None), select(admitted).exists()))
-
-
 def _waiting() -> ColumnElement[bool]:
     """Tenants waiting for a slot: new, and not let in yet."""
     return and_(P.c.status == ProjectStatus.PENDING, P.c.admitted_at.is_(None))
@@ -797,11 +786,12 @@ def _close_lost_attempts(project_id: Any, step: Any, *, before: tuple[Any, Any],
 
 
 # ------------------------------------------------------- the writes every run makes, built once
-# A run's begin, and each attempt's start and end, are one statement each, built once here with
-# bind parameters and run in autocommit: one round trip and one transaction of their own, where
-# the transactions they replace took five to seven round trips (and the statements' construction
-# a millisecond of the worker's CPU each). An attempt's statement first reads the step row FOR
-# UPDATE in a CTE (``_not_superseded``), and every part of the write is conditional on it.
+# A run's begin, each attempt's start and end, and an uncapped admission (one per create) are
+# one statement each, built once here with bind parameters and run in autocommit: one round trip
+# and one transaction of their own, where the transactions they replace took five to seven round
+# trips (and the statements' construction a millisecond of the worker's CPU each). An attempt's
+# statement first reads the step row FOR UPDATE in a CTE (``_not_superseded``), and every part of
+# the write is conditional on it.
 
 # SQLAlchemy keeps a column's own name for its parameter in an UPDATE's SET: ours are prefixed.
 _PARAM_PREFIX = "p_"
@@ -969,6 +959,20 @@ def _begin_run_statement() -> Select[Any]:
     return select(func.count()).select_from(project).add_cte(new_steps, run_status)
 
 
+def _admit_uncapped_statement() -> Select[Any]:
+    """Parameters: ``project_id``, ``now``. Whether the tenant is let in, letting it in if it is
+    still ``pending``: with no cap, the one condition. (The snapshot's ``admitted_at`` is the one
+    before the UPDATE.)"""
+    project_id, now = _bound("project_id", P.c.id), _bound("now", P.c.admitted_at)
+    admitted = (
+        update(P).where(P.c.id == project_id, P.c.admitted_at.is_(None), P.c.status == ProjectStatus.PENDING)
+        .values(admitted_at=now).returning(P.c.id).cte("admitted")
+    )
+    before = select(P.c.admitted_at).where(P.c.id == project_id).scalar_subquery()
+    return select(or_(before.is_not(None), select(admitted).exists()))
+
+
+_ADMIT_UNCAPPED = _admit_uncapped_statement()
 _BEGIN_RUN = _begin_run_statement()
 _ATTEMPT_STARTED = _attempt_started_statement()
 _ATTEMPT_FINISHED = _attempt_finished_statement()

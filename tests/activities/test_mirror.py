@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -244,13 +246,14 @@ async def test_an_attempt_that_reports_after_its_generation_failed_changes_nothi
     assert (await row(deps, pid)).status == "running"
 
 
-async def _hold_an_attempt_start(deps: Deps, pid: uuid.UUID, fence: Fence) -> Any:
-    """A connection whose open transaction has run attempt ``fence``'s start (the row locked, the
-    attempt row written but not committed): an attempt start caught in the middle."""
-    conn = await deps.engine.connect()
-    await conn.begin()
-    await conn.execute(store_module._ATTEMPT_STARTED, store_module._attempt_params(pid, STEP, fence))
-    return conn
+@contextlib.asynccontextmanager
+async def _attempt_start_held(deps: Deps, pid: uuid.UUID, fence: Fence) -> AsyncIterator[None]:
+    """Attempt ``fence``'s start (the store's own statement) run in a transaction left open for
+    the block (the row locked, the attempt row written but not committed), committed at its end:
+    an attempt start caught in the middle."""
+    async with deps.engine.connect() as conn, conn.begin():
+        await conn.execute(store_module._ATTEMPT_STARTED, store_module._attempt_params(pid, STEP, fence))
+        yield
 
 
 @pytest.mark.parametrize("workflow_write", ["step_failed", "cancel_open_steps"])
@@ -262,18 +265,14 @@ async def test_the_workflows_final_writes_wait_for_an_attempt_start_in_flight(
     be left open for ever, and the row ends as the workflow wrote it."""
     store, pid = deps.store, await new_project(deps, tenant_name())
     await store.attempt_started(pid, STEP, Fence(0, 1))
-    conn = await _hold_an_attempt_start(deps, pid, Fence(0, 2))
-    if workflow_write == "step_failed":
-        write = store.step_failed(pid, STEP, generation=0, message="timed out", details={})
-    else:
-        write = store.cancel_open_steps(pid, RunKind.PROVISION)
-    task = asyncio.create_task(write)
-    try:
+    async with _attempt_start_held(deps, pid, Fence(0, 2)):
+        if workflow_write == "step_failed":
+            write = store.step_failed(pid, STEP, generation=0, message="timed out", details={})
+        else:
+            write = store.cancel_open_steps(pid, RunKind.PROVISION)
+        task = asyncio.create_task(write)
         await asyncio.sleep(0.3)
         assert not task.done()  # it waits for the step row
-    finally:
-        await conn.commit()
-        await conn.close()
     await task
     r = await row(deps, pid)
     assert r.status == ("failed" if workflow_write == "step_failed" else "pending")
